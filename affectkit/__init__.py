@@ -1,0 +1,72 @@
+"""affectkit: plugin-based mixed-emotion (label-distribution) recognition.
+
+Public API for users and plugin authors::
+
+    import affectkit
+    registry = affectkit.get_registry()
+    from affectkit import hookimpl, ComponentConfig, Method, TorchMethod, EmotionDataset
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .config import DatasetConfig, RunConfig, component
+from .data import DataSpec, EmotionDataset, Standardizer
+from .errors import ConfigError, UserError
+from .hookspecs import hookimpl
+from .interfaces import (
+    DatasetReader,
+    Encoder,
+    Fold,
+    Fusion,
+    Head,
+    Loss,
+    Memory,
+    Method,
+    Metric,
+    Protocol,
+)
+from .plugins import get_plugin_manager, get_registry
+from .registry import KINDS, ComponentConfig, Registry
+from .training import TorchMethod, TrainConfig, kl_loss
+
+
+def load(path):  # noqa: ANN001, ANN201 - re-exported lazily to keep import light
+    """Load a checkpoint directory written by ``affectkit train``."""
+    from .checkpoint import load as _load
+
+    return _load(path)
+
+
+__all__ = [
+    "KINDS",
+    "ComponentConfig",
+    "ConfigError",
+    "DataSpec",
+    "DatasetConfig",
+    "DatasetReader",
+    "EmotionDataset",
+    "Encoder",
+    "Fold",
+    "Fusion",
+    "Head",
+    "Loss",
+    "Memory",
+    "Method",
+    "Metric",
+    "Protocol",
+    "Registry",
+    "RunConfig",
+    "Standardizer",
+    "TorchMethod",
+    "TrainConfig",
+    "UserError",
+    "__version__",
+    "component",
+    "get_plugin_manager",
+    "get_registry",
+    "hookimpl",
+    "kl_loss",
+    "load",
+]

@@ -1,0 +1,162 @@
+"""The one evaluator every method goes through.
+
+For each fold of the protocol: carve validation out of the training split by the
+protocol's rule, fit a :class:`Standardizer` on the training split only, fit the method,
+predict every test sample, score the six metrics. Fold results are handed to the results
+store as soon as each fold ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import RunConfig
+from .data import EmotionDataset, Standardizer
+from .errors import UserError
+from .interfaces import Fold, Method, Protocol
+from .metrics import METRIC_NAMES, METRICS, score
+from .plugins import get_registry
+from .training import TrainConfig
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    name: str
+    n_train: int
+    n_test: int
+    metrics: dict[str, float]
+    fit_seconds: float
+    predict_seconds: float
+    seed: int
+    test_subjects: list[str] = field(default_factory=list)
+    fit_info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FoldPredictions:
+    """Everything needed to re-score or plot a fold without re-running it."""
+
+    pred: np.ndarray
+    target: np.ndarray
+    subject: np.ndarray
+    trial: np.ndarray
+    window: np.ndarray
+
+
+class Callbacks:
+    """Progress hooks; the CLI draws bars with them. All default to no-ops."""
+
+    def fold_start(self, method: str, fold: Fold, n_folds: int) -> None: ...
+    def epoch(self, epoch: int, total: int, record: dict[str, float]) -> None: ...
+    def fold_end(self, method: str, result: FoldResult) -> None: ...
+
+
+def method_train_config(cfg: RunConfig) -> TrainConfig:
+    """``train.*`` keys the user set, over the method's defaults, over the global defaults."""
+    factory = get_registry().get("method", cfg.method.name).factory
+    return cfg.train.resolved(getattr(factory, "train_defaults", {}))
+
+
+def build_method(cfg: RunConfig, data_spec, seed: int) -> Method:
+    train = method_train_config(cfg)
+    entry = get_registry().get("method", cfg.method.name)
+    return entry.build(cfg.method, spec=data_spec, train=train, seed=seed, device=train.device)
+
+
+def build_protocol(cfg: RunConfig) -> Protocol:
+    return get_registry().get("protocol", cfg.protocol.name).build(cfg.protocol)
+
+
+def fold_seed(seed: int, fold: int) -> int:
+    return int(np.random.SeedSequence([seed, fold]).generate_state(1)[0] % (2**31 - 1))
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """Hash of everything that determines a method's numbers (not where they are written)."""
+    data = cfg.model_dump(mode="json", exclude={"output"})
+    data["train"] = method_train_config(cfg).model_dump(mode="json")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_predictions(pred: np.ndarray, n: int, k: int, method: str) -> np.ndarray:
+    pred = np.asarray(pred, dtype=np.float64)
+    if pred.shape != (n, k):
+        raise RuntimeError(f"method {method!r} predicted shape {pred.shape}, expected {(n, k)}")
+    if not np.isfinite(pred).all() or (pred < -1e-6).any():
+        raise RuntimeError(f"method {method!r} predicted NaN/inf or negative values")
+    if np.abs(pred.sum(axis=1) - 1).max() > 1e-4:
+        raise RuntimeError(f"method {method!r} predicted rows that do not sum to 1")
+    return np.clip(pred, 0.0, None) / np.clip(pred, 0.0, None).sum(axis=1, keepdims=True)
+
+
+def run_fold(
+    cfg: RunConfig,
+    data: EmotionDataset,
+    protocol: Protocol,
+    fold: Fold,
+    *,
+    seed: int,
+    callbacks: Callbacks | None = None,
+) -> tuple[FoldResult, FoldPredictions]:
+    callbacks = callbacks or Callbacks()
+    if len(fold.test) == 0 or len(fold.train) == 0:
+        raise UserError(f"fold {fold.name} of {data.name!r} has an empty train or test split.")
+    fseed = fold_seed(seed, fold.index)
+    train_cfg = method_train_config(cfg)
+    fit_idx, valid_idx = protocol.validation_split(
+        data, fold.train, train_cfg.valid_fraction if train_cfg.patience else 0.0, fseed
+    )
+    # Statistics from the training split only: the test fold never shapes the inputs.
+    norm = Standardizer.fit(data.subset(fold.train))
+    train = norm.transform(data.subset(fit_idx))
+    valid = norm.transform(data.subset(valid_idx)) if len(valid_idx) else None
+    test = norm.transform(data.subset(fold.test))
+    method = build_method(cfg, data.spec, fseed)
+    t0 = time.perf_counter()
+    info = method.fit(train, valid, progress=callbacks.epoch) or {}
+    t1 = time.perf_counter()
+    pred = check_predictions(method.predict(test), len(test), len(data.emotions), cfg.method.name)
+    t2 = time.perf_counter()
+    result = FoldResult(
+        fold=fold.index, name=fold.name, n_train=len(fold.train), n_test=len(fold.test),
+        metrics=score(test.targets, pred), fit_seconds=t1 - t0, predict_seconds=t2 - t1,
+        seed=fseed, test_subjects=list(fold.test_subjects), fit_info=_jsonable(info),
+    )
+    preds = FoldPredictions(pred.astype(np.float32), test.targets, test.subject, test.trial, test.window)
+    return result, preds
+
+
+def summarize(folds: list[FoldResult]) -> dict[str, dict[str, float]]:
+    out = {}
+    for m in METRIC_NAMES:
+        vals = np.array([f.metrics[m] for f in folds], dtype=np.float64)
+        out[m] = {
+            "mean": float(vals.mean()) if len(vals) else float("nan"),
+            "std": float(vals.std()) if len(vals) else float("nan"),
+            "higher_is_better": METRICS[m].higher_is_better,
+        }
+    return out
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, (np.generic,)):
+            v = v.item()
+        if isinstance(v, (str, int, float, bool, type(None), list, dict)):
+            out[k] = v
+    return out
+
+
+EvaluateFn = Callable[..., Any]

@@ -1,0 +1,33 @@
+"""``prior``: predict the training split's mean distribution for every sample (the floor)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from affectkit import ComponentConfig, EmotionDataset, Method
+
+
+class PriorConfig(ComponentConfig):
+    pass
+
+
+class Prior(Method):
+    """Mean training distribution (a method that does not beat it has learned nothing)."""
+
+    mean: np.ndarray | None = None
+
+    def fit(self, train, valid=None, progress=None):
+        self.mean = train.targets.astype(np.float64).mean(axis=0)
+        self.mean /= self.mean.sum()
+        return {}
+
+    def predict(self, data: EmotionDataset) -> np.ndarray:
+        assert self.mean is not None, "fit first"
+        return np.repeat(self.mean[None], len(data), axis=0)
+
+    def state_dict(self):
+        return {"mean": torch.from_numpy(np.asarray(self.mean))}
+
+    def load_state_dict(self, state):
+        self.mean = state["mean"].numpy().astype(np.float64)

@@ -32,7 +32,7 @@ from .registry import KINDS, ComponentConfig, Registry
 from .training import TorchMethod, TrainConfig, kl_loss
 
 
-def load(path):  # noqa: ANN001, ANN201 - re-exported lazily to keep import light
+def load(path):
     """Load a checkpoint directory written by ``affectkit train``."""
     from .checkpoint import load as _load
 

@@ -21,14 +21,17 @@ class MetricConfig(ComponentConfig):
 
 @hookimpl
 def affectkit_register(registry: Registry) -> None:
-    registry.register("protocol", "subject-independent", SubjectIndependent, SubjectIndependentConfig)
-    registry.register("protocol", "subject-dependent", SubjectDependent, SubjectDependentConfig)
     registry.register(
-        "protocol", "sample-random", SampleRandom, SampleRandomConfig, tags={"leaky"}
+        "protocol", "subject-independent", SubjectIndependent, SubjectIndependentConfig
     )
+    registry.register("protocol", "subject-dependent", SubjectDependent, SubjectDependentConfig)
+    registry.register("protocol", "sample-random", SampleRandom, SampleRandomConfig, tags={"leaky"})
     for name, metric in METRICS.items():
         registry.register(
-            "metric", name, lambda _cfg, _m=metric: _m, MetricConfig,
+            "metric",
+            name,
+            lambda _cfg, _m=metric: _m,
+            MetricConfig,
             tags={"higher" if metric.higher_is_better else "lower"},
             description=metric.description,
         )

@@ -91,7 +91,9 @@ class RunConfig(BaseModel):
 def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"config file {path} does not exist. Pass the path of a .yaml or .toml file.")
+        raise UserError(
+            f"config file {path} does not exist. Pass the path of a .yaml or .toml file."
+        )
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix.lower() == ".toml":

@@ -175,23 +175,37 @@ class EmotionDataset:
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {f"mod__{k}": v for k, v in self.modalities.items()}
         arrays.update(
-            targets=self.targets, subject=self.subject, trial=self.trial, window=self.window,
+            targets=self.targets,
+            subject=self.subject,
+            trial=self.trial,
+            window=self.window,
             time=self.time,
         )
         meta = {
-            "name": self.name, "emotions": self.emotions, "groups": self.groups,
-            "info": self.info, "missing": self.missing, "order": list(self.modalities),
+            "name": self.name,
+            "emotions": self.emotions,
+            "groups": self.groups,
+            "info": self.info,
+            "missing": self.missing,
+            "order": list(self.modalities),
         }
         return arrays, meta
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> EmotionDataset:
+    def from_arrays(
+        cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]
+    ) -> EmotionDataset:
         return cls(
             name=meta["name"],
             modalities={k: arrays[f"mod__{k}"] for k in meta["order"]},
-            targets=arrays["targets"], emotions=meta["emotions"], subject=arrays["subject"],
-            trial=arrays["trial"], window=arrays["window"], time=arrays["time"],
-            groups=dict(meta["groups"]), info=json.loads(json.dumps(meta["info"])),
+            targets=arrays["targets"],
+            emotions=meta["emotions"],
+            subject=arrays["subject"],
+            trial=arrays["trial"],
+            window=arrays["window"],
+            time=arrays["time"],
+            groups=dict(meta["groups"]),
+            info=json.loads(json.dumps(meta["info"])),
             missing=meta["missing"],
         )
 

@@ -129,11 +129,20 @@ def run_fold(
     pred = check_predictions(method.predict(test), len(test), len(data.emotions), cfg.method.name)
     t2 = time.perf_counter()
     result = FoldResult(
-        fold=fold.index, name=fold.name, n_train=len(fold.train), n_test=len(fold.test),
-        metrics=score(test.targets, pred), fit_seconds=t1 - t0, predict_seconds=t2 - t1,
-        seed=fseed, test_subjects=list(fold.test_subjects), fit_info=_jsonable(info),
+        fold=fold.index,
+        name=fold.name,
+        n_train=len(fold.train),
+        n_test=len(fold.test),
+        metrics=score(test.targets, pred),
+        fit_seconds=t1 - t0,
+        predict_seconds=t2 - t1,
+        seed=fseed,
+        test_subjects=list(fold.test_subjects),
+        fit_info=_jsonable(info),
     )
-    preds = FoldPredictions(pred.astype(np.float32), test.targets, test.subject, test.trial, test.window)
+    preds = FoldPredictions(
+        pred.astype(np.float32), test.targets, test.subject, test.trial, test.window
+    )
     return result, preds
 
 

@@ -41,7 +41,9 @@ class Fusion(nn.Module, ABC):
     """
 
     @abstractmethod
-    def forward(self, primary: torch.Tensor, auxiliary: dict[str, torch.Tensor]) -> torch.Tensor: ...
+    def forward(
+        self, primary: torch.Tensor, auxiliary: dict[str, torch.Tensor]
+    ) -> torch.Tensor: ...
 
 
 class Memory(nn.Module, ABC):
@@ -77,7 +79,12 @@ class Method(ABC):
     train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(
-        self, config: ComponentConfig, *, spec: DataSpec, train: TrainConfig, seed: int = 0,
+        self,
+        config: ComponentConfig,
+        *,
+        spec: DataSpec,
+        train: TrainConfig,
+        seed: int = 0,
         device: str = "cpu",
     ) -> None:
         self.config = config
@@ -88,7 +95,9 @@ class Method(ABC):
 
     @abstractmethod
     def fit(
-        self, train: EmotionDataset, valid: EmotionDataset | None = None,
+        self,
+        train: EmotionDataset,
+        valid: EmotionDataset | None = None,
         progress: Callable[[int, int, dict[str, float]], None] | None = None,
     ) -> dict[str, Any]:
         """Fit; returns information worth recording (e.g. best epoch)."""

@@ -72,7 +72,9 @@ class PluginManager:
             raise PluginError(f"plugin {name!r} ({distribution}) registered twice: {exc}") from exc
         self.registry.set_origin(name, distribution)
         try:
-            impls = [i for i in self.pm.hook.affectkit_register.get_hookimpls() if i.plugin is plugin]
+            impls = [
+                i for i in self.pm.hook.affectkit_register.get_hookimpls() if i.plugin is plugin
+            ]
             for impl in impls:
                 impl.function(registry=self.registry)
         except PluginError:

@@ -148,7 +148,7 @@ class SampleRandom(Protocol):
         out = []
         for i, s in enumerate(data.subjects):
             idx = rng.permutation(np.flatnonzero(data.subject == s))
-            cut = int(round(self.config.train_fraction * len(idx)))
+            cut = round(self.config.train_fraction * len(idx))
             out.append(Fold(i, f"subject {s}", np.sort(idx[:cut]), np.sort(idx[cut:]), [s]))
         return out
 
@@ -156,11 +156,11 @@ class SampleRandom(Protocol):
         if fraction <= 0:
             return train_idx, train_idx[:0]
         perm = np.random.default_rng(seed).permutation(train_idx)
-        n_valid = max(1, int(round(fraction * len(perm))))
+        n_valid = max(1, round(fraction * len(perm)))
         return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
 
     def describe(self, data: EmotionDataset) -> str:
         return (
-            f"sample-random (LEAKY published protocol), per-subject {self.config.train_fraction:.0%}"
-            f" random split ({len(data.subjects)} folds)"
+            "sample-random (LEAKY published protocol), per-subject "
+            f"{self.config.train_fraction:.0%} random split ({len(data.subjects)} folds)"
         )

@@ -61,7 +61,7 @@ class Entry:
 
 
 def _named_config(cls: type[ComponentConfig], name: str) -> type[ComponentConfig]:
-    """Return ``cls`` with ``name: Literal[name] = name`` (the discriminator), deriving if needed."""
+    """``cls`` with ``name: Literal[name] = name`` (the discriminator), derived if needed."""
     fld = cls.model_fields.get("name")
     if fld is not None and get_origin(fld.annotation) is Literal:
         if get_args(fld.annotation) != (name,):

@@ -194,8 +194,14 @@ class TorchMethod(Method):
         tr = dataset_tensors(train, device)
         va = dataset_tensors(valid, device) if valid is not None and len(valid) else None
         return train_loop(
-            self.model, self.loss, self.logits, tr, va, self.train_config,
-            seed=self.seed, progress=progress,
+            self.model,
+            self.loss,
+            self.logits,
+            tr,
+            va,
+            self.train_config,
+            seed=self.seed,
+            progress=progress,
         )
 
     @torch.no_grad()

@@ -5,7 +5,7 @@ Generative story (fixed before any method was tuned; a change bumps ``VERSION``)
 Labels. Each subject watches ``trials`` clips: a quarter positive, a quarter negative,
 half mixed. A clip sets positive- and negative-affect intensities (PA, NA): positive
 clips PA ~ U(.55, 1), NA ~ U(0, .2); negative the reverse; mixed both ~ U(.3, .9). Inside
-each valence the intensity is split over item clusters by a Dirichlet draw:
+each valence the intensity is split over item clusters by a Dirichlet(4, 4) draw:
 energy {alert, excited, enthusiastic} and drive {inspired, determined} for PA; fear
 {afraid, nervous, scared} and distress {upset, distressed} for NA. Item latent =
 cluster activation + item noise (sd .12); rating = clip(round(1 + 4·latent + subject
@@ -39,8 +39,16 @@ from affectkit import DatasetConfig, DatasetReader, EmotionDataset
 
 VERSION = "1"
 EMOTIONS = (
-    "inspired", "alert", "excited", "enthusiastic", "determined",
-    "afraid", "upset", "nervous", "scared", "distressed",
+    "inspired",
+    "alert",
+    "excited",
+    "enthusiastic",
+    "determined",
+    "afraid",
+    "upset",
+    "nervous",
+    "scared",
+    "distressed",
 )
 # cluster of each emotion: 0 energy, 1 drive, 2 fear, 3 distress
 ITEM_CLUSTER = np.array([1, 0, 0, 0, 1, 2, 3, 2, 2, 3])
@@ -93,24 +101,42 @@ def generate(cfg: SyntheticConfig) -> EmotionDataset:
     kinds = np.array(["positive"] * (T // 4) + ["negative"] * (T // 4))
     kinds = np.concatenate([kinds, np.array(["mixed"] * (T - len(kinds)))])
     kind = np.stack([rng.permutation(kinds) for _ in range(S)])  # [S, T]
-    pa = np.where(kind == "positive", rng.uniform(0.55, 1.0, (S, T)),
-                  np.where(kind == "negative", rng.uniform(0.0, 0.2, (S, T)), rng.uniform(0.3, 0.9, (S, T))))
-    na = np.where(kind == "negative", rng.uniform(0.55, 1.0, (S, T)),
-                  np.where(kind == "positive", rng.uniform(0.0, 0.2, (S, T)), rng.uniform(0.3, 0.9, (S, T))))
-    split_pa = rng.dirichlet([1.2, 1.2], (S, T))  # energy vs drive
-    split_na = rng.dirichlet([1.2, 1.2], (S, T))  # fear vs distress
-    clusters = np.stack(
-        [pa * split_pa[..., 0], pa * split_pa[..., 1], na * split_na[..., 0], na * split_na[..., 1]],
-        axis=-1,
-    ) * 1.6  # [S, T, 4]
+    pa = np.where(
+        kind == "positive",
+        rng.uniform(0.55, 1.0, (S, T)),
+        np.where(kind == "negative", rng.uniform(0.0, 0.2, (S, T)), rng.uniform(0.3, 0.9, (S, T))),
+    )
+    na = np.where(
+        kind == "negative",
+        rng.uniform(0.55, 1.0, (S, T)),
+        np.where(kind == "positive", rng.uniform(0.0, 0.2, (S, T)), rng.uniform(0.3, 0.9, (S, T))),
+    )
+    split_pa = rng.dirichlet([4.0, 4.0], (S, T))  # energy vs drive
+    split_na = rng.dirichlet([4.0, 4.0], (S, T))  # fear vs distress
+    clusters = (
+        np.stack(
+            [
+                pa * split_pa[..., 0],
+                pa * split_pa[..., 1],
+                na * split_na[..., 0],
+                na * split_na[..., 1],
+            ],
+            axis=-1,
+        )
+        * 1.6
+    )  # [S, T, 4]
     latent_items = clusters[..., ITEM_CLUSTER] + rng.normal(0, 0.12, (S, T, len(EMOTIONS)))
     bias = rng.normal(0, 0.35, (S, 1, 1))
-    ratings = np.clip(np.rint(1 + 4 * latent_items + bias + rng.normal(0, 0.3, latent_items.shape)), 1, 5)
+    ratings = np.clip(
+        np.rint(1 + 4 * latent_items + bias + rng.normal(0, 0.3, latent_items.shape)), 1, 5
+    )
     targets = ratings / ratings.sum(-1, keepdims=True)  # [S, T, K]
 
     # ---- latent state per window -----------------------------------------------------------
     valence, arousal = pa - na, 0.6 * np.maximum(pa, na) + 0.4 * clusters[..., 2] / 1.6
-    z_trial = np.stack([pa, na, valence, arousal, *np.moveaxis(clusters, -1, 0)], axis=-1)  # [S,T,8]
+    z_trial = np.stack(
+        [pa, na, valence, arousal, *np.moveaxis(clusters, -1, 0)], axis=-1
+    )  # [S,T,8]
     eps = rng.normal(0, 0.12, (S, T, W, len(LATENT)))
     drift = np.zeros_like(eps)
     drift[:, :, 0] = eps[:, :, 0]
@@ -139,7 +165,9 @@ def generate(cfg: SyntheticConfig) -> EmotionDataset:
         x = x * gain + offset + rng.normal(0, sd * noise, x.shape).astype(np.float32)
         feats[name] = _moving_average(x, smooth) if smooth > 1 else x
     # behavioral: cluster signatures in a 16-dim subspace, mixed into 768 dims
-    sub = _apply(_mlp_world(world, len(LATENT), 16), carried([0.2, 0.2, 0.8, 0.3, 1.5, 1.5, 1.5, 1.5]))
+    sub = _apply(
+        _mlp_world(world, len(LATENT), 16), carried([0.2, 0.2, 0.8, 0.3, 1.5, 1.5, 1.5, 1.5])
+    )
     proj = world.normal(0, 1 / 4, (16, cfg.behavioral_dim)).astype(np.float32)
     beh = sub @ proj * 2.0
     beh = beh * np.exp(rng.normal(0, 0.25, (S, 1, 1, 1))).astype(np.float32)
@@ -163,10 +191,19 @@ def generate(cfg: SyntheticConfig) -> EmotionDataset:
         trial=np.tile(np.repeat(np.arange(T), W), S),
         window=np.tile(np.arange(W), S * T),
         time=np.tile(np.arange(W, dtype=np.float32), S * T),
-        groups={"eeg": "physiological", "gsr": "physiological", "ppg": "physiological",
-                "behavioral": "behavioral"},
-        info={"version": VERSION, "overlap_windows": 4, "trial_kind": kind.reshape(-1).tolist(),
-              "ratings": ratings.reshape(S * T, -1).astype(int).tolist(), "primary": "eeg"},
+        groups={
+            "eeg": "physiological",
+            "gsr": "physiological",
+            "ppg": "physiological",
+            "behavioral": "behavioral",
+        },
+        info={
+            "version": VERSION,
+            "overlap_windows": 4,
+            "trial_kind": kind.reshape(-1).tolist(),
+            "ratings": ratings.reshape(S * T, -1).astype(int).tolist(),
+            "primary": "eeg",
+        },
     )
 
 

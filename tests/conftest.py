@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"name": "synthetic", "subjects": 4, "trials": 8, "windows": 6}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own dataset cache, never the user's ~/.cache."""
+    monkeypatch.setenv("AFFECTKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+
+
+@pytest.fixture
+def tiny_dataset():
+    from affectkit.datasets import load_dataset
+    from affectkit.plugins import get_registry
+
+    return load_dataset(get_registry().get("dataset", "synthetic").config_cls(**TINY))
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["AFFECTKIT_CACHE"] = str(tmp_path / "cache")
+    env["COLUMNS"] = "250"  # rich wraps tables to the terminal width
+    env.update(extra)
+    return env

@@ -1,4 +1,4 @@
-"""``synthetic``: a DMER-shaped mixed-emotion dataset generated from a seed (version 1).
+"""``synthetic``: a DMER-shaped mixed-emotion dataset generated from a seed (version 2).
 
 Generative story (fixed before any method was tuned; a change bumps ``VERSION``):
 
@@ -37,7 +37,10 @@ from pydantic import Field
 
 from affectkit import DatasetConfig, DatasetReader, EmotionDataset
 
-VERSION = "1"
+# Version history: 1 split each valence over its clusters with Dirichlet(1.2, 1.2), which left
+# items of one valence but different clusters uncorrelated; 2 uses Dirichlet(4, 4) so that the
+# ratings show PANAS structure (all same-valence items correlate positively).
+VERSION = "2"
 EMOTIONS = (
     "inspired",
     "alert",

@@ -1,0 +1,251 @@
+"""Fold-parallel training: several folds of one neural method trained as one batched model.
+
+Leave-one-subject-out on DMER is 73 small, identical jobs; run one after another they leave
+a GPU mostly idle. Here the F folds' models are stacked (``torch.func.stack_module_state``)
+and one vmapped step trains all of them: for fold f with parameters θ_f and batch B_f,
+
+    L(θ_1..θ_F) = Σ_f loss_f(θ_f; B_f),   ∂L/∂θ_f = ∂loss_f/∂θ_f,
+
+so the gradients are exactly the per-fold gradients; AdamW is element-wise, gradient
+clipping is done per fold, early stopping keeps each fold's own best weights. Each fold
+keeps its own seed (initialisation and batch order), its own training-split standardiser
+(applied on the fly to the shared data tensor, so memory is one copy of the data plus F sets
+of statistics) and its own validation split. Results equal sequential training up to float
+rounding, except for methods with dropout, whose random masks come from another stream.
+
+Requirements: a :class:`~affectkit.training.TorchMethod`, and folds whose fit/validation
+splits have equal sizes (true for leave-one-subject-out with equal-length recordings);
+:func:`can_run_parallel` says whether a group qualifies.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from .config import RunConfig
+from .data import EmotionDataset, Standardizer
+from .evaluate import (
+    Callbacks,
+    FoldPredictions,
+    FoldResult,
+    build_method,
+    check_predictions,
+    fold_seed,
+    method_train_config,
+)
+from .interfaces import Fold, Protocol
+from .metrics import score
+from .training import TorchMethod, TrainConfig, _autocast, resolve_device
+
+
+class _Call(nn.Module):
+    """Exposes ``method.loss`` / ``method.logits`` as a module forward for functional_call."""
+
+    def __init__(self, method: TorchMethod, fn: str) -> None:
+        super().__init__()
+        self.model = method.model  # the method reads self.model: reparametrised in place
+        self._method = [method]  # a list, so it is not registered as a submodule
+        self._fn = fn
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return getattr(self._method[0], self._fn)(batch)
+
+
+def _splits(cfg: RunConfig, data: EmotionDataset, protocol: Protocol, folds: list[Fold], seed: int):
+    train_cfg = method_train_config(cfg)
+    frac = train_cfg.valid_fraction if train_cfg.patience else 0.0
+    out = []
+    for fold in folds:
+        fseed = fold_seed(seed, fold.index)
+        fit_idx, valid_idx = protocol.validation_split(data, fold.train, frac, fseed)
+        out.append((fold, fseed, fit_idx, valid_idx, Standardizer.fit(data.subset(fold.train))))
+    return out
+
+
+def can_run_parallel(
+    cfg: RunConfig, data: EmotionDataset, protocol: Protocol, folds: list[Fold], seed: int
+) -> bool:
+    factory = _method_class(cfg)
+    if not (isinstance(factory, type) and issubclass(factory, TorchMethod)) or len(folds) < 2:
+        return False
+    sp = _splits(cfg, data, protocol, folds, seed)
+    return len({len(s[2]) for s in sp}) == 1 and len({len(s[3]) for s in sp}) == 1
+
+
+def _method_class(cfg: RunConfig) -> Any:
+    from .plugins import get_registry
+
+    return get_registry().get("method", cfg.method.name).factory
+
+
+def run_folds_parallel(
+    cfg: RunConfig,
+    data: EmotionDataset,
+    protocol: Protocol,
+    folds: list[Fold],
+    *,
+    seed: int,
+    callbacks: Callbacks | None = None,
+) -> list[tuple[FoldResult, FoldPredictions]]:
+    """Train ``folds`` at once; returns what :func:`affectkit.evaluate.run_fold` would, per fold."""
+    callbacks = callbacks or Callbacks()
+    tcfg: TrainConfig = method_train_config(cfg)
+    device = resolve_device(tcfg.device)
+    splits = _splits(cfg, data, protocol, folds, seed)
+    if len({len(s[2]) for s in splits}) != 1 or len({len(s[3]) for s in splits}) != 1:
+        raise ValueError("fold-parallel training needs equal fit/validation sizes in every fold")
+    n_folds = len(splits)
+    t_start = time.perf_counter()
+
+    methods: list[TorchMethod] = []
+    for _, fseed, *_ in splits:
+        m = build_method(cfg, data.spec, fseed)
+        m.model = None
+        m._ensure_model()  # same seeded initialisation as a sequential fit
+        methods.append(m)
+    params, buffers = stack_module_state([m.model for m in methods])  # each [F, ...]
+    proto = methods[0]
+    proto.model = copy.deepcopy(methods[0].model)
+    loss_mod, logits_mod = _Call(proto, "loss"), _Call(proto, "logits")
+
+    # one copy of the raw data on the device; per-fold statistics applied on the fly
+    raw = {m: torch.from_numpy(x).to(device) for m, x in data.modalities.items()}
+    target = torch.from_numpy(data.targets).to(device)
+    mean = {
+        m: torch.stack([torch.from_numpy(s[4].mean[m]) for s in splits]).to(device) for m in raw
+    }
+    std = {m: torch.stack([torch.from_numpy(s[4].std[m]) for s in splits]).to(device) for m in raw}
+    fit_idx = torch.from_numpy(np.stack([s[2] for s in splits])).to(device)  # [F, n]
+    val_idx = torch.from_numpy(np.stack([s[3] for s in splits])).to(device)  # [F, n_valid]
+
+    def gather(idx: torch.Tensor) -> dict[str, torch.Tensor]:  # idx [F, B] -> [F, B, ...]
+        out = {}
+        for m, x in raw.items():
+            shape = (idx.shape[0], 1, *x.shape[1:])
+            z = (x[idx] - mean[m].view(shape)) / std[m].view(shape)
+            out[m] = torch.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+        out["target"] = target[idx]
+        return out
+
+    def prefix(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {f"model.{k}": v for k, v in d.items()}
+
+    def f_loss(p, b, batch):
+        return functional_call(loss_mod, (prefix(p), prefix(b)), (batch,))
+
+    def f_logits(p, b, batch):
+        return functional_call(logits_mod, (prefix(p), prefix(b)), (batch,))
+
+    v_loss = vmap(f_loss, randomness="different")
+    v_logits = vmap(f_logits, randomness="different")
+
+    leaves = [p for p in params.values() if p.requires_grad]
+    opt = torch.optim.AdamW(leaves, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=tcfg.lr_decay)
+    gens = [torch.Generator().manual_seed(s[1]) for s in splits]
+    n = fit_idx.shape[1]
+    steps = max(1, math.ceil(n / tcfg.batch_size))
+    autocast = _autocast(tcfg, device)
+    best_kl = torch.full((n_folds,), math.inf, dtype=torch.float64)
+    best_epoch = torch.zeros(n_folds, dtype=torch.long)
+    bad = torch.zeros(n_folds, dtype=torch.long)
+    stopped = torch.zeros(n_folds, dtype=torch.bool)
+    best = {k: v.detach().clone() for k, v in params.items()}
+    has_valid = val_idx.shape[1] > 0
+    epochs_run = torch.zeros(n_folds, dtype=torch.long)
+    for epoch in range(tcfg.epochs):
+        perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+        order = torch.gather(fit_idx, 1, perms)
+        total = torch.zeros(n_folds, device=device)
+        for s in range(steps):
+            batch = gather(order[:, s * tcfg.batch_size : (s + 1) * tcfg.batch_size])
+            with autocast:
+                losses = v_loss(params, buffers, batch)  # [F]
+            opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            if tcfg.grad_clip is not None:
+                _clip_per_fold(leaves, tcfg.grad_clip)
+            opt.step()
+            total += losses.detach().float()
+        sched.step()
+        epochs_run += (~stopped).long()
+        if has_valid:
+            with torch.no_grad(), autocast:
+                vkl = _valid_kl(v_logits, params, buffers, gather, val_idx, tcfg.batch_size * 8)
+            improved = (vkl < best_kl - 1e-6) & ~stopped
+            best_kl = torch.where(improved, vkl, best_kl)
+            best_epoch = torch.where(improved, epoch + 1, best_epoch)
+            bad = torch.where(improved, 0, bad + 1)
+            mask = improved.to(device)
+            for k, v in params.items():
+                best[k] = torch.where(mask.view(-1, *[1] * (v.dim() - 1)), v.detach(), best[k])
+            if tcfg.patience:
+                stopped |= bad >= tcfg.patience
+        callbacks.epoch(epoch + 1, tcfg.epochs, {"train_loss": float(total.mean()) / steps})
+        if bool(stopped.all()):
+            break
+    final = best if has_valid else params
+    fit_seconds = (time.perf_counter() - t_start) / n_folds
+
+    out = []
+    for f, (fold, fseed, _, _, norm) in enumerate(splits):
+        m = methods[f]
+        assert m.model is not None
+        m.model.load_state_dict({k: v[f].detach() for k, v in {**final, **buffers}.items()})
+        m.model.eval()
+        test = norm.transform(data.subset(fold.test))
+        t1 = time.perf_counter()
+        pred = check_predictions(m.predict(test), len(test), len(data.emotions), cfg.method.name)
+        info = {
+            "epochs_run": int(epochs_run[f]),
+            "best_epoch": int(best_epoch[f]) if has_valid else int(epochs_run[f]),
+            "best_valid_kl": float(best_kl[f]) if has_valid else None,
+            "fold_parallel": n_folds,
+        }
+        result = FoldResult(
+            fold=fold.index,
+            name=fold.name,
+            n_train=len(fold.train),
+            n_test=len(fold.test),
+            metrics=score(test.targets, pred),
+            fit_seconds=fit_seconds,
+            predict_seconds=time.perf_counter() - t1,
+            seed=fseed,
+            test_subjects=list(fold.test_subjects),
+            fit_info=info,
+        )
+        preds = FoldPredictions(
+            pred.astype(np.float32), test.targets, test.subject, test.trial, test.window
+        )
+        out.append((result, preds))
+    return out
+
+
+def _clip_per_fold(leaves: list[torch.Tensor], max_norm: float) -> None:
+    """``clip_grad_norm_`` applied to each fold's slice of the stacked parameters."""
+    grads = [p.grad for p in leaves if p.grad is not None]
+    if not grads:
+        return
+    sq = torch.stack([g.float().pow(2).flatten(1).sum(1) for g in grads]).sum(0)  # [F]
+    coef = torch.clamp(max_norm / (sq.sqrt() + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+
+
+def _valid_kl(v_logits, params, buffers, gather, val_idx: torch.Tensor, chunk: int) -> torch.Tensor:
+    n_folds, n = val_idx.shape
+    total = torch.zeros(n_folds, dtype=torch.float64, device=val_idx.device)
+    for s in range(0, n, chunk):
+        batch = gather(val_idx[:, s : s + chunk])
+        logp = torch.log_softmax(v_logits(params, buffers, batch).double(), dim=-1)
+        y = batch["target"].double()
+        total += (torch.special.xlogy(y, y) - y * logp).sum(dim=(1, 2))
+    return (total / max(n, 1)).cpu()

@@ -1,0 +1,1 @@
+"""affectkit's measurement suite: ``python -m benchmarks --help``."""

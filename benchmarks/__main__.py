@@ -1,0 +1,3 @@
+from benchmarks.perf import main
+
+main()

@@ -1,0 +1,404 @@
+"""Speed and memory suite (issue 7): ``python -m benchmarks [--quick] [--device cpu,cuda]``.
+
+Measures, in one run so that ratios between methods are comparable:
+
+1. training throughput (samples/s after warm-up) per method and batch size;
+2. inference latency of one window (batch 1, p50/p99) and throughput at batch 1024;
+3. peak memory (RSS of a fresh process on CPU; ``torch.cuda.max_memory_allocated`` on GPU);
+4. dataset build and cached-load time (DMER-size synthetic; the WESAD wrist subset if present);
+5. wall time of ``affectkit bench --method mpcl`` with defaults (and, with ``--full-loso``, a
+   73-fold leave-one-subject-out MPCL run at DMER size).
+
+Each per-method measurement runs in its own subprocess so that peak RSS is that method's.
+Results go to ``benchmarks/results/perf-<devices>[-<gpu>].json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DMER_SHAPES = {"eeg": (18, 5), "gsr": (28,), "ppg": (27,), "behavioral": (768,)}
+GROUPS = {
+    "eeg": "physiological",
+    "gsr": "physiological",
+    "ppg": "physiological",
+    "behavioral": "behavioral",
+}
+EMOTIONS = (
+    "inspired",
+    "alert",
+    "excited",
+    "enthusiastic",
+    "determined",
+    "afraid",
+    "upset",
+    "nervous",
+    "scared",
+    "distressed",
+)
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+            info["driver"] = out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return info
+
+
+# --------------------------------------------------------------------------- one method
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure_method(name: str, device: str, batches: list[int], steps: int, warmup: int) -> dict:
+    """Train-step throughput and inference latency of ``name`` on random DMER-shaped data."""
+    import torch
+
+    from affectkit.data import DataSpec
+    from affectkit.plugins import get_registry
+    from affectkit.training import TrainConfig
+
+    torch.manual_seed(0)
+    spec = DataSpec(shapes=dict(DMER_SHAPES), groups=dict(GROUPS), emotions=EMOTIONS)
+    entry = get_registry().get("method", name)
+    train_cfg = TrainConfig().resolved(getattr(entry.factory, "train_defaults", {}))
+    method = entry.build(None, spec=spec, train=train_cfg, seed=0, device=device)
+    method.model = method.build_model().to(device)
+    model = method.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    n_params = sum(p.numel() for p in params)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def batch_of(b: int) -> dict[str, torch.Tensor]:
+        x = {m: torch.randn(b, *s, device=device) for m, s in DMER_SHAPES.items()}
+        x["target"] = torch.softmax(torch.randn(b, len(EMOTIONS), device=device), -1)
+        return x
+
+    out: dict[str, Any] = {"method": name, "device": device, "parameters": n_params, "train": {}}
+    for b in batches:
+        data = batch_of(b)
+        model.train()
+        for i in range(warmup + steps):
+            if i == warmup:
+                _sync(device)
+                t0 = time.perf_counter()
+            loss = method.loss(data)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        _sync(device)
+        dt = time.perf_counter() - t0
+        out["train"][str(b)] = {"samples_per_s": b * steps / dt, "step_ms": 1e3 * dt / steps}
+    model.eval()
+    with torch.no_grad():
+        one = {k: v[:1] for k, v in batch_of(1).items() if k != "target"}
+        lat = []
+        for i in range(50 + 300):
+            _sync(device)
+            t0 = time.perf_counter()
+            torch.softmax(method.logits(one), -1)
+            _sync(device)
+            if i >= 50:
+                lat.append(1e3 * (time.perf_counter() - t0))
+        big = {k: v for k, v in batch_of(1024).items() if k != "target"}
+        for _ in range(3):
+            method.logits(big)
+        _sync(device)
+        t0 = time.perf_counter()
+        reps = 10
+        for _ in range(reps):
+            method.logits(big)
+        _sync(device)
+        thr = 1024 * reps / (time.perf_counter() - t0)
+    lat.sort()
+    out["inference"] = {
+        "batch1_p50_ms": statistics.median(lat),
+        "batch1_p99_ms": lat[int(0.99 * (len(lat) - 1))],
+        "batch1024_samples_per_s": thr,
+    }
+    if device == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def _child(args: argparse.Namespace) -> None:
+    res = measure_method(
+        args.one, args.device, [int(b) for b in args.batches.split(",")], args.steps, args.warmup
+    )
+    print("RESULT " + json.dumps(res))
+
+
+def run_child(name: str, device: str, batches: str, steps: int, warmup: int) -> dict | None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--one",
+        name,
+        "--device",
+        device,
+        "--batches",
+        batches,
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    print(f"  {name} on {device} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+    return None
+
+
+# --------------------------------------------------------------------------- datasets and runs
+def time_dataset(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    from affectkit.datasets import load_dataset
+    from affectkit.plugins import get_registry
+
+    config = get_registry().get("dataset", name).config_cls(**cfg)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["AFFECTKIT_CACHE"] = cache
+        t0 = time.perf_counter()
+        data = load_dataset(config)
+        built = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        load_dataset(config)
+        cached = time.perf_counter() - t0
+    return {
+        "dataset": name,
+        "config": cfg,
+        "windows": len(data),
+        "build_seconds": built,
+        "cached_load_seconds": cached,
+    }
+
+
+def time_cli(args: list[str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, AFFECTKIT_CACHE=str(Path(tmp) / "cache"))
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "affectkit.cli", *args, "--out", str(Path(tmp) / "run")],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        wall = time.perf_counter() - t0
+        summary = None
+        res = Path(tmp) / "run" / "results.json"
+        if res.is_file():
+            summary = {
+                m: {k: v["mean"] for k, v in r["summary"].items()}
+                for m, r in json.loads(res.read_text())["methods"].items()
+            }
+    return {
+        "command": "affectkit " + " ".join(args),
+        "wall_seconds": wall,
+        "exit_code": proc.returncode,
+        "summary": summary,
+    }
+
+
+# --------------------------------------------------------------------------- report
+def to_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"# affectkit performance — {m.get('gpu', m['cpu'])}",
+        "",
+        f"Machine: {m['cpu']} ({m['cores']} cores, torch threads {m['torch_threads']})"
+        + (f", GPU {m['gpu']} (driver {m.get('driver', '?')})" if "gpu" in m else "")
+        + f"; torch {m['torch']}, Python {m['python']}. Date {report['date']}.",
+        "",
+        "## Training throughput (samples/s, steady state) and inference",
+        "",
+        "| method | device | params | "
+        + " | ".join(f"train b={b}" for b in report["batches"])
+        + " | infer b=1 p50 ms | p99 ms | infer b=1024 samples/s | peak RSS MB | peak GPU MB |",
+        "|---|---|---|" + "---|" * (len(report["batches"]) + 5),
+    ]
+    for r in report["methods"]:
+        tr = " | ".join(f"{r['train'][str(b)]['samples_per_s']:,.0f}" for b in report["batches"])
+        inf = r["inference"]
+        lines.append(
+            f"| {r['method']} | {r['device']} | {r['parameters']:,} | {tr} | "
+            f"{inf['batch1_p50_ms']:.2f} | {inf['batch1_p99_ms']:.2f} | "
+            f"{inf['batch1024_samples_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | "
+            f"{r.get('peak_gpu_mb', float('nan')):.0f} |"
+        )
+    ratios = report.get("ratios", {})
+    if ratios:
+        lines += [
+            "",
+            "Step-cost ratios (same run): "
+            + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()),
+        ]
+    lines += [
+        "",
+        "## Datasets",
+        "",
+        "| dataset | windows | build s | cached load s |",
+        "|---|---|---|---|",
+    ]
+    for d in report["datasets"]:
+        lines.append(
+            f"| {d['dataset']} {d['config']} | {d['windows']:,} | "
+            f"{d['build_seconds']:.2f} | {d['cached_load_seconds']:.2f} |"
+        )
+    lines += ["", "## End-to-end runs", "", "| command | wall s | exit |", "|---|---|---|"]
+    for r in report["runs"]:
+        lines.append(f"| `{r['command']}` | {r['wall_seconds']:.1f} | {r['exit_code']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--methods", default="mlp,helo,mpcl")
+    ap.add_argument(
+        "--device", default=None, help="cpu, cuda or both (cpu,cuda); default: all present"
+    )
+    ap.add_argument("--batches", default="128,1024")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="skip DMER-size data and end-to-end runs")
+    ap.add_argument(
+        "--full-loso",
+        action="store_true",
+        help="also time a 73-fold LOSO MPCL run at DMER size (GPU-scale work)",
+    )
+    ap.add_argument("--wesad-dir", default=str(ROOT.parent / "shared" / "data" / "wesad-wrist"))
+    ap.add_argument(
+        "--out", default=None, help="output stem (default benchmarks/results/perf-<devices>)"
+    )
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        _child(args)
+        return
+
+    import torch
+
+    from affectkit.plugins import get_registry
+
+    devices = (
+        args.device.split(",")
+        if args.device
+        else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    )
+    names = [n for n in args.methods.split(",") if ("method", n) in get_registry()]
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "batches": [int(b) for b in args.batches.split(",")],
+        "methods": [],
+        "datasets": [],
+        "runs": [],
+    }
+    for dev in devices:
+        for name in names:
+            print(f"measuring {name} on {dev} ...", file=sys.stderr)
+            r = run_child(name, dev, args.batches, args.steps, args.warmup)
+            if r:
+                report["methods"].append(r)
+    big = str(max(report["batches"]))
+    by = {(r["method"], r["device"]): r for r in report["methods"]}
+    for dev in devices:
+        if ("mlp", dev) in by:
+            base = by[("mlp", dev)]["train"][big]["step_ms"]
+            for other in ("mpcl", "helo"):
+                if (other, dev) in by:
+                    report.setdefault("ratios", {})[f"{other}/mlp step b={big} {dev}"] = (
+                        by[(other, dev)]["train"][big]["step_ms"] / base
+                    )
+    if not args.quick:
+        print("timing datasets ...", file=sys.stderr)
+        report["datasets"].append(time_dataset("synthetic", {}))
+        report["datasets"].append(
+            time_dataset("synthetic", {"subjects": 73, "trials": 32, "windows": 120})
+        )
+        if ("dataset", "wesad") in get_registry() and Path(args.wesad_dir).is_dir():
+            report["datasets"].append(time_dataset("wesad", {"data_dir": args.wesad_dir}))
+        print("timing end-to-end runs ...", file=sys.stderr)
+        if ("method", "mpcl") in get_registry():
+            report["runs"].append(time_cli(["bench", "--method", "mpcl"]))
+            if args.full_loso:
+                report["runs"].append(
+                    time_cli(
+                        [
+                            "bench",
+                            "--method",
+                            "mpcl",
+                            "--set",
+                            "dataset.subjects=73",
+                            "--set",
+                            "dataset.windows=120",
+                            "--set",
+                            "protocol.folds=null",
+                        ]
+                    )
+                )
+    tag = "-".join(devices)
+    if "gpu" in report["machine"]:
+        tag += "-" + report["machine"]["gpu"].lower().replace(" ", "-")
+    stem = Path(args.out) if args.out else RESULTS / f"perf-{tag}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(to_markdown(report))
+    print(to_markdown(report))
+    print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import signal
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from .config import RunConfig, apply_overrides, deep_merge, read_config_file, validate_run_config
 from .data import EmotionDataset
 from .datasets import load_dataset
 from .errors import UserError
-from .evaluate import (
-    Callbacks,
-    FoldResult,
-    build_protocol,
-    config_hash,
-    method_train_config,
-    run_fold,
-    summarize,
-)
+from .evaluate import Callbacks, FoldPredictions, FoldResult, build_protocol, method_train_config
+from .executors import Executor, FoldJob
 from .plugins import get_registry
-from .results import ResultsStore, versions
+from .results import ResultsStore, method_entry, results_hash, run_key, versions
 
 GROUP_NAMES = {"all": None, "baselines": "baseline"}
 
@@ -94,75 +88,170 @@ def run_bench(
     use_cache: bool = True,
     callbacks: Callbacks | None = None,
     data: EmotionDataset | None = None,
+    executor: Executor | None = None,
 ) -> tuple[dict[str, Any], Path]:
+    """Run every (method, seed, fold) job not already finished in ``run_dir``.
+
+    Each finished fold is stored at once and results.json/summary.* are rewritten after
+    it, so a killed run loses at most the folds in flight; the same call resumes it.
+    Stored methods of the same dataset/protocol that this call does not run stay in the
+    tables when they are complete for these seeds.
+    """
     if not configs:
         raise UserError("nothing to run")
     first = configs[0]
     callbacks = callbacks or Callbacks()
-    seeds = list(seeds) if seeds else [first.seed]
+    executor = executor or Executor()
+    seeds = list(dict.fromkeys(seeds)) if seeds else [first.seed]
     run_dir = Path(run_dir or first.output.dir or default_run_dir())
+    key = run_key(first)
+    for cfg in configs[1:]:
+        if run_key(cfg) != key:
+            raise UserError(
+                f"methods {first.method.name!r} and {cfg.method.name!r} resolve to different "
+                "dataset or protocol settings; one run directory holds one dataset and "
+                "protocol. Run them separately with different --out."
+            )
     store = ResultsStore(run_dir, overwrite=overwrite or first.output.overwrite)
-    t_load = time.perf_counter()
-    data = data if data is not None else load_dataset(first.dataset, use_cache=use_cache)
-    load_seconds = time.perf_counter() - t_load
-    protocol = build_protocol(first)
-    folds = protocol.folds(data)
-    results: dict[str, Any] = {
-        "affectkit_version": versions()["affectkit"],
-        "dataset": first.dataset.name,
-        "n_samples": len(data),
-        "emotions": list(data.emotions),
-        "protocol": first.protocol.name,
-        "protocol_description": protocol.describe(data),
-        "leaky": bool(type(protocol).leaky),
-        "config": first.model_dump(mode="json", exclude={"method"}),
-        "seed": seeds[0],
-        "seeds": seeds,
-        "versions": versions(),
-        "dataset_load_seconds": load_seconds,
-        "methods": {},
-    }
-    for cfg in configs:
-        name = cfg.method.name
-        chash = config_hash(cfg)
-        mcfg = {
-            "method": cfg.method.model_dump(mode="json"),
-            "train": method_train_config(cfg).model_dump(mode="json"),
+    with store.lock():
+        store.clean_temp()
+        hashes = {cfg.method.name: results_hash(cfg) for cfg in configs}
+        store.check_run(key)  # refuse before any work or deletion
+        store.check_methods(hashes)
+        t_load = time.perf_counter()
+        data = data if data is not None else load_dataset(first.dataset, use_cache=use_cache)
+        load_seconds = time.perf_counter() - t_load
+        protocol = build_protocol(first)
+        folds = protocol.folds(data)
+        n_folds = len(folds)
+        header: dict[str, Any] = {
+            "affectkit_version": versions()["affectkit"],
+            "dataset": first.dataset.name,
+            "n_samples": len(data),
+            "emotions": list(data.emotions),
+            "subjects": data.subjects,
+            "protocol": first.protocol.name,
+            "protocol_description": protocol.describe(data),
+            "leaky": bool(type(protocol).leaky),
+            "n_folds": n_folds,
+            "fold_names": [f.name for f in folds],
+            "config": first.model_dump(mode="json", exclude={"method", "output"}),
+            "seed": seeds[0],
+            "seeds": seeds,
+            "versions": versions(),
+            "dataset_load_seconds": load_seconds,
         }
-        store.begin_method(name, mcfg, chash)
-        all_folds: list[FoldResult] = []
-        per_seed: dict[str, Any] = {}
-        for seed in seeds:
-            seed_folds = []
-            for fold in folds:
-                done = store.load_fold(name, seed, fold.index, chash)
-                if done is None:
-                    callbacks.fold_start(name, fold, len(folds))
-                    done, preds = run_fold(cfg, data, protocol, fold, seed=seed, callbacks=callbacks)
-                    store.save_fold(name, seed, done, preds, chash)
-                    callbacks.fold_end(name, done)
-                seed_folds.append(done)
-            all_folds += seed_folds
-            per_seed[str(seed)] = summarize(seed_folds)
-        results["methods"][name] = {
-            **mcfg,
-            "config_hash": chash,
-            "tags": sorted(get_registry().get("method", name).tags),
-            "folds": [
-                {**f.to_json(), "run_seed": s}
-                for s, f in zip(np.repeat(seeds, len(folds)).tolist(), all_folds, strict=True)
-            ],
-            "summary": summarize(all_folds),
-            "seed_summary": _over_seeds(per_seed),
+        store.begin_run(
+            key, {k: header[k] for k in ("dataset", "protocol", "protocol_description")}
+        )
+
+        records: dict[str, dict[str, Any]] = {}
+        done: dict[str, dict[tuple[int, int], FoldResult]] = {}
+        tags: dict[str, list[str]] = {}
+        for cfg in configs:
+            name = cfg.method.name
+            mcfg = {
+                "method": cfg.method.model_dump(mode="json"),
+                "train": method_train_config(cfg).model_dump(mode="json"),
+            }
+            store.begin_method(name, mcfg, hashes[name])
+            records[name] = {"config": mcfg, "config_hash": hashes[name]}
+            done[name] = store.completed_folds(name, hashes[name], seeds, n_folds)
+            tags[name] = sorted(get_registry().get("method", name).tags)
+        for name in store.stored_methods():
+            record = store.method_record(name)
+            if name in records or record is None:
+                continue
+            old = store.completed_folds(name, record.get("config_hash", ""), seeds, n_folds)
+            if len(old) == len(seeds) * n_folds:
+                records[name], done[name] = record, old
+                reg = get_registry()
+                tags[name] = sorted(reg.get("method", name).tags) if ("method", name) in reg else []
+
+        stored = store.stored_methods()  # first-run order, so tables keep a stable layout
+        order = [m for m in stored if m in records] + [m for m in records if m not in stored]
+        reused = sum(len(done[cfg.method.name]) for cfg in configs)
+        jobs = [
+            FoldJob(
+                method=cfg.method.name,
+                config=cfg.model_dump(mode="json", exclude_unset=True, exclude={"output"}),
+                seed=seed,
+                fold=fold.index,
+                config_hash=hashes[cfg.method.name],
+                threads=executor.job_threads(),
+            )
+            for cfg in configs
+            for seed in seeds
+            for fold in folds
+            if (seed, fold.index) not in done[cfg.method.name]
+        ]
+        invocation = {
+            "executor": executor.describe(),
+            "jobs": len(jobs),
+            "computed_folds": 0,
+            "reused_folds": reused,
         }
+
+        def assemble() -> dict[str, Any]:
+            return {
+                **header,
+                "complete": all(len(d) == len(seeds) * n_folds for d in done.values()),
+                "last_invocation": dict(invocation),
+                # a method enters the tables with its first finished fold
+                "pending_methods": [name for name in order if not done[name]],
+                "methods": {
+                    name: method_entry(records[name], done[name], seeds, n_folds, tags[name])
+                    for name in order
+                    if done[name]
+                },
+            }
+
+        def on_done(job: FoldJob, result: FoldResult, preds: FoldPredictions) -> None:
+            with _sigint_deferred():  # the fold and the summaries that count it, or neither
+                store.save_fold(
+                    job.method,
+                    job.seed,
+                    result,
+                    preds,
+                    job.config_hash,
+                    extra={"threads": job.threads, "executor": executor.name},
+                )
+                done[job.method][(job.seed, job.fold)] = result
+                invocation["computed_folds"] += 1
+                store.write_summaries(assemble())
+            callbacks.fold_end(job.method, result)
+
+        plan = getattr(callbacks, "plan", None)
+        if plan is not None:
+            plan(len(jobs), reused)
+        store.write_summaries(assemble())
+        executor.run(jobs, data, on_done, callbacks)
+        results = assemble()
         store.write_summaries(results)
     return results, run_dir
 
 
-def _over_seeds(per_seed: dict[str, Any]) -> dict[str, Any]:
-    """Mean ± std over the per-seed fold means."""
-    out: dict[str, Any] = {}
-    for metric in next(iter(per_seed.values())):
-        vals = np.array([s[metric]["mean"] for s in per_seed.values()])
-        out[metric] = {"mean": float(vals.mean()), "std": float(vals.std()), "n_seeds": len(vals)}
-    return out
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends (a few file writes), then raise it.
+
+    A KeyboardInterrupt between writing a fold and rewriting results.json would leave the
+    summaries one fold behind the fold files. Only the main thread can handle signals;
+    elsewhere the block runs unguarded.
+    """
+    current = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or current in (
+        signal.SIG_IGN,
+        signal.SIG_DFL,
+        None,
+    ):
+        yield  # not ours to handle (e.g. a background job started with SIGINT ignored)
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt

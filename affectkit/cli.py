@@ -6,9 +6,11 @@ Exit codes: 0 success, 2 bad usage/config/input (one clear message, no traceback
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +23,9 @@ from rich.text import Text
 from .errors import UserError
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="affectkit: mixed-emotion recognition benchmarks (MPCL and baselines).",
 )
 config_app = typer.Typer(no_args_is_help=True, help="Show or validate run configurations.")
@@ -48,8 +52,13 @@ SetOpt = Annotated[
 
 
 def _flags(
-    dataset: str | None, data_dir: Path | None, protocol: str | None, seed: int | None,
-    device: str | None, out: Path | None = None, overwrite: bool = False,
+    dataset: str | None,
+    data_dir: Path | None,
+    protocol: str | None,
+    seed: int | None,
+    device: str | None,
+    out: Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     flags: dict[str, Any] = {}
     if dataset or data_dir:
@@ -93,32 +102,43 @@ class _RichCallbacks:
         self.progress = progress
         self.folds = progress.add_task("folds", total=None)
         self.epochs = progress.add_task("epochs", total=None, visible=False)
+        self.finished = 0
+
+    def plan(self, jobs: int, reused: int) -> None:
+        if reused:
+            err_console.print(f"resuming: {reused} finished fold(s) reused, {jobs} to compute")
+        self.progress.update(self.folds, total=jobs, completed=0)
 
     def fold_start(self, method, fold, n_folds):
-        self.progress.update(
-            self.folds, description=f"{method}: {fold.name}", total=n_folds, completed=fold.index
-        )
+        self.progress.update(self.folds, description=f"{method}: {fold.name}")
         self.progress.reset(self.epochs, visible=False)
 
     def epoch(self, epoch, total, record):
         vkl = record.get("valid_kl")
         desc = f"  epoch (valid KL {vkl:.4f})" if vkl is not None else "  epoch"
-        self.progress.update(self.epochs, total=total, completed=epoch, visible=True, description=desc)
+        self.progress.update(
+            self.epochs, total=total, completed=epoch, visible=True, description=desc
+        )
 
     def fold_end(self, method, result):
-        self.progress.update(self.folds, completed=result.fold + 1)
+        self.finished += 1
+        self.progress.update(
+            self.folds, completed=self.finished, description=f"{method}: {result.name} done"
+        )
 
 
 def results_table(results: dict[str, Any]) -> Table:
     from .metrics import METRIC_NAMES, METRICS
     from .results import best_per_metric
+    from .significance import MARKER_LEGEND, cell_marker, paired_tests
 
     best = best_per_metric(results)
+    tests = paired_tests(results)
     leaky = " [bold red](LEAKY)[/]" if results.get("leaky") else ""
     table = Table(
         title=f"{results['dataset']} — {results['protocol_description']}{leaky}, "
         f"seeds {results['seeds']}",
-        caption="mean ± std over folds; ★ = best per column",
+        caption=f"mean ± std over folds; ★ = best per column; {MARKER_LEGEND}",
     )
     table.add_column("method", style="bold")
     for m in METRIC_NAMES:
@@ -128,10 +148,28 @@ def results_table(results: dict[str, Any]) -> Table:
         cells = []
         for m in METRIC_NAMES:
             s = r["summary"][m]
-            cell = f"{s['mean']:.4f} ± {s['std']:.4f}"
+            cell = f"{s['mean']:.4f} ± {s['std']:.4f}{cell_marker(tests, m, name)}"
             cells.append(f"[bold green]★ {cell}[/]" if best.get(m) == name else cell)
-        table.add_row(name, *cells, str(len(r["folds"])))
+        n, expected = len(r["folds"]), r.get("folds_expected", len(r["folds"]))
+        table.add_row(name, *cells, str(n) if n == expected else f"{n}/{expected}")
     return table
+
+
+ExecutorOpt = Annotated[
+    str, typer.Option("--executor", "-x", help="where fold jobs run: serial, local or ray")
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", "-w", min=1, help="parallel jobs (local, ray)")
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="torch CPU threads per fold job; equal counts give identical numbers on every "
+        "executor (default: serial torch's own, local cores/workers, ray 1)",
+    ),
+]
 
 
 @app.command()
@@ -146,28 +184,251 @@ def bench(
     seeds: Annotated[str | None, typer.Option("--seeds", help="repeat over seeds: 0,1,2")] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or auto")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace mismatched results")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace mismatched results")
+    ] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild the dataset")] = False,
+    executor: ExecutorOpt = "serial",
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster (ray://host:10001 or auto)")
+    ] = None,
+    gpus_per_job: Annotated[
+        float | None,
+        typer.Option("--gpus-per-job", min=0, help="GPU share per Ray job (default 0.25 on GPUs)"),
+    ] = None,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="do not write report.md and figures at the end")
+    ] = False,
 ) -> None:
-    """Evaluate methods on a dataset under a protocol and print one table."""
-    from .bench import expand_methods, resolve_configs, run_bench
+    """Evaluate methods on a dataset under a protocol and print one table.
 
+    Finished folds are stored at once; re-running the same command with the same --out
+    computes only the missing ones.
+    """
+    from .bench import default_run_dir, expand_methods, resolve_configs, run_bench
+    from .executors import make_executor
+
+    if ray_address and executor != "ray":
+        raise UserError("--ray-address needs --executor ray.")
+    engine = make_executor(
+        executor,
+        workers=workers,
+        threads=threads,
+        ray_address=ray_address,
+        gpus_per_job=gpus_per_job,
+    )
     methods = expand_methods(method or _default_method())
     configs = resolve_configs(
-        methods, files=config or [],
+        methods,
+        files=config or [],
         flags=_flags(dataset, data_dir, protocol, seed, device, out, overwrite),
         overrides=set_ or [],
     )
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True,
-    ) as progress:
+    run_dir = Path(configs[0].output.dir or default_run_dir())
+    resume = (
+        f"finished folds are saved in {run_dir}; run the same command with --out {run_dir} "
+        "to resume"
+    )
+    with (
+        _interrupted_exit(resume),
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress,
+    ):
         results, run_dir = run_bench(
-            configs, seeds=_parse_seeds(seeds), use_cache=not no_cache,
+            configs,
+            seeds=_parse_seeds(seeds),
+            run_dir=run_dir,
+            use_cache=not no_cache,
             callbacks=_RichCallbacks(progress),  # type: ignore[arg-type]
+            executor=engine,
         )
     console.print(results_table(results))
+    inv = results.get("last_invocation", {})
+    console.print(
+        f"computed {inv.get('computed_folds', 0)} fold(s), reused {inv.get('reused_folds', 0)} "
+        f"({inv.get('executor', executor)})"
+    )
     console.print(f"run directory: {run_dir}  (results.json, summary.md, summary.csv)")
+    report_cmd = f"affectkit report {_quote(run_dir)}"
+    if no_report:
+        console.print(f"report: run `{report_cmd}`", markup=False, highlight=False)
+    elif _has_matplotlib():
+        from .report import write_report
+
+        try:
+            path = write_report(run_dir)
+        except Exception as exc:  # the benchmark itself succeeded and is saved: say so, go on
+            err_console.print(
+                f"the report could not be written ({type(exc).__name__}: {exc}); the results "
+                f"are saved. Retry with `{report_cmd}` (AFFECTKIT_DEBUG=1 shows the trace).",
+                markup=False,
+                highlight=False,
+            )
+            if os.environ.get("AFFECTKIT_DEBUG"):
+                raise
+        else:
+            console.print(f"report: {path}  (figures in {run_dir / 'figures'})")
+    else:
+        console.print(
+            f"report: install matplotlib (pip install 'affectkit[plots]'), then run `{report_cmd}`",
+            markup=False,
+            highlight=False,
+        )
+
+
+@contextlib.contextmanager
+def _interrupted_exit(what_is_kept: str) -> Iterator[None]:
+    """Ctrl-C: say what survived and how to go on, exit 130 without a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: {what_is_kept}", markup=False, highlight=False)
+        raise typer.Exit(130) from None
+
+
+def _quote(path: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
+
+
+def _has_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="run directory written by affectkit bench")],
+) -> None:
+    """Write report.md and PNG figures (metric bars, trial distributions, emotion
+    co-occurrence, per-subject scores) with paired significance tests into RUN_DIR."""
+    from .report import write_report
+
+    if not run_dir.is_dir():
+        raise UserError(
+            f"{run_dir} is not a directory. Pass the --out folder of `affectkit bench`."
+        )
+    path = write_report(run_dir)
+    console.print(f"report: {path}  (figures in {run_dir / 'figures'})")
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="checkpoint directory to write")],
+    method: Annotated[
+        str | None, typer.Option("--method", "-m", help="one registered method")
+    ] = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    protocol: ProtocolOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="random seed")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or auto")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace an existing --out")
+    ] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild the dataset")] = False,
+) -> None:
+    """Fit one method on all of a dataset and save a checkpoint (safetensors + YAML/JSON).
+
+    The protocol's validation rule still holds out data for early stopping.
+    """
+    from .bench import expand_methods, resolve_configs
+    from .checkpoint import train as train_checkpoint
+
+    names = expand_methods(method or _default_method())
+    if len(names) != 1:
+        raise UserError(
+            f"affectkit train fits one method; got {', '.join(names)}. Pass --method NAME."
+        )
+    cfg = resolve_configs(
+        names,
+        files=config or [],
+        flags=_flags(dataset, data_dir, protocol, seed, device),
+        overrides=set_ or [],
+    )[0]
+    with (
+        _interrupted_exit(f"nothing was written to {out}"),
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress,
+    ):
+        cb = _RichCallbacks(progress)
+        progress.update(cb.folds, description=f"{names[0]}: all data", total=1)
+        path = train_checkpoint(
+            cfg,
+            out,
+            overwrite=overwrite,
+            use_cache=not no_cache,
+            callbacks=cb,  # type: ignore[arg-type]
+        )
+    console.print(
+        f"checkpoint: {path}  (weights.safetensors, normalizer.safetensors, config.yaml, meta.json)"
+    )
+
+
+@app.command()
+def predict(
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", "-k", help="affectkit train --out folder")
+    ],
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    set_: SetOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="FILE.csv or FILE.parquet (default: stdout CSV)"),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "cpu",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild the dataset")] = False,
+) -> None:
+    """Predict emotion distributions per window with a checkpoint.
+
+    Without --dataset the checkpoint's own dataset settings are used.
+    """
+    from .checkpoint import load, predictions_csv, write_predictions
+    from .config import apply_overrides, deep_merge, validate_run_config
+    from .datasets import load_dataset
+
+    ckpt = load(checkpoint, device=device)
+    base = {"dataset": ckpt.config.dataset.model_dump(mode="json", exclude_unset=True)}
+    if dataset and dataset != ckpt.config.dataset.name:
+        base = {"dataset": {"name": dataset}}
+    if data_dir:
+        base = deep_merge(base, {"dataset": {"data_dir": str(data_dir)}})
+    raw = apply_overrides(base, set_ or [])
+    unknown = [k for k in raw if k != "dataset"]
+    if unknown:
+        raise UserError(f"affectkit predict only takes --set dataset.*; got {', '.join(unknown)}.")
+    data = load_dataset(validate_run_config(raw).dataset, use_cache=not no_cache)
+    table = ckpt.predict_table(data)
+    if out is None:
+        sys.stdout.write(predictions_csv(table))
+        return
+    meta = {
+        "checkpoint": str(checkpoint),
+        "method": ckpt.config.method.name,
+        "dataset": data.name,
+        "emotions": ckpt.emotions,
+    }
+    write_predictions(table, out, meta)
+    console.print(f"predictions: {out}  ({len(data)} windows × {len(ckpt.emotions)} emotions)")
 
 
 @config_app.command("show")
@@ -186,7 +447,9 @@ def config_show(
 
     methods = expand_methods(method) if method else [None]
     cfgs = resolve_configs(
-        methods, files=config or [], flags=_flags(dataset, None, protocol, None, None),  # type: ignore[arg-type]
+        methods,
+        files=config or [],
+        flags=_flags(dataset, None, protocol, None, None),  # type: ignore[arg-type]
         overrides=set_ or [],
     )
     for cfg in cfgs:
@@ -216,7 +479,9 @@ def plugins() -> None:
         table.add_column(col)
     for kind in KINDS:
         for e in mgr.registry.entries(kind):
-            table.add_row(kind, e.name, e.plugin, e.distribution, ",".join(sorted(e.tags)), e.description)
+            table.add_row(
+                kind, e.name, e.plugin, e.distribution, ",".join(sorted(e.tags)), e.description
+            )
     console.print(table)
     if mgr.failures:
         ft = Table(title="plugins that failed to load (skipped)", style="red")
@@ -267,7 +532,9 @@ def data_export(
     writer = getattr(get_registry().get("dataset", format).factory, "export", None)
     if writer is None:
         raise UserError(f"dataset {format!r} cannot write its layout (its reader has no export).")
-    cfg = resolve_configs([], flags=_flags(dataset, data_dir, None, None, None), overrides=set_ or [])[0]
+    cfg = resolve_configs(
+        [], flags=_flags(dataset, data_dir, None, None, None), overrides=set_ or []
+    )[0]
     data = load_dataset(cfg.dataset)
     files = writer(data, out)
     console.print(f"wrote {len(files)} file(s) in {format} layout to {out}")
@@ -286,7 +553,9 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("AFFECTKIT_DEBUG"):
             raise
         err_console.print(traceback.format_exc())
-        err_console.print("[bold red]unexpected failure[/] (exit 1): please report it with the trace above.")
+        err_console.print(
+            "[bold red]unexpected failure[/] (exit 1): please report it with the trace above."
+        )
         sys.exit(1)
 
 

@@ -2,31 +2,46 @@
 
 Layout of a run directory::
 
-    results.json  summary.md  summary.csv      # rewritten after every fold
+    run.json                                   # dataset + protocol the folds belong to
+    results.json  summary.md  summary.csv      # rewritten after every finished fold
     methods/<method>/config.json               # config + hash the folds were made with
     methods/<method>/seed-<s>/fold-<i>.npz     # test predictions, targets, metadata
     methods/<method>/seed-<s>/fold-<i>.json    # metrics, timings, seed, versions (written last)
 
-A fold whose ``.json`` exists with the same config hash is finished and is skipped on
-re-run; anything else in flight when a run is killed is simply recomputed.
+Every file is written to a temp file and renamed, so a killed run leaves either the old
+file or the new one, never half of one. A fold is finished when its ``.json`` (written
+after its ``.npz``) exists with the current config hash; anything else is recomputed. The
+hash leaves out the seed because the seed is part of the fold's path: ``--seeds 0,1``
+after ``--seed 0`` reuses seed 0's folds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime as _dt
+import hashlib
 import io
 import json
+import os
 import platform
 import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .config import RunConfig
 from .errors import UserError
-from .evaluate import FoldPredictions, FoldResult
+from .evaluate import FoldPredictions, FoldResult, config_hash, summarize
 from .io import atomic_write, write_json, write_text
 from .metrics import METRIC_NAMES, METRICS
+from .significance import MARKER_LEGEND, best_method, cell_marker, paired_tests
+
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+RUN_SUMMARIES = ("results.json", "summary.md", "summary.csv", "report.md", "per_subject.csv")
 
 
 def versions() -> dict[str, str]:
@@ -35,9 +50,33 @@ def versions() -> dict[str, str]:
     from . import __version__
 
     return {
-        "affectkit": __version__, "torch": torch.__version__, "numpy": np.__version__,
+        "affectkit": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
         "python": platform.python_version(),
     }
+
+
+def results_hash(cfg: RunConfig) -> str:
+    """Config hash a fold is stored under: everything but the seed (which is in its path)."""
+    return config_hash(cfg.model_copy(update={"seed": 0}))
+
+
+def run_key(cfg: RunConfig) -> str:
+    """What every method of one run directory must share: the dataset and the protocol."""
+    data = {
+        "dataset": cfg.dataset.model_dump(mode="json"),
+        "protocol": cfg.protocol.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class ResultsStore:
@@ -45,63 +84,195 @@ class ResultsStore:
         self.run_dir = Path(run_dir)
         self.overwrite = overwrite
 
+    # -- exclusive use ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the run directory (released by the OS if killed).
+
+        Two runs writing one directory would recompute the same folds and could delete
+        each other's temp files; the second one is refused instead.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks, run unguarded
+            yield
+            return
+        with open(self.run_dir / LOCK_FILE, "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise UserError(
+                    f"run directory {self.run_dir} is in use by {holder}. Wait for that run "
+                    "to finish (or stop it), or pass another --out."
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {platform.node()}")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def clean_temp(self) -> int:
+        """Delete temp files a killed writer left behind (never read, safe to drop)."""
+        n = 0
+        if self.run_dir.is_dir():
+            for p in self.run_dir.rglob(".*.tmp"):
+                p.unlink(missing_ok=True)
+                n += 1
+        return n
+
+    # -- run and method records ------------------------------------------------------------
+    def check_run(self, key: str) -> None:
+        """Refuse (before any work) when this directory holds another dataset/protocol."""
+        old = _read_json(self.run_dir / RUN_FILE)
+        if old is None or old.get("run_key") == key or self.overwrite:
+            return
+        raise UserError(
+            f"run directory {self.run_dir} holds results of another dataset or protocol "
+            f"configuration ({old.get('protocol_description') or old.get('protocol')} on "
+            f"{old.get('dataset')}). Use another --out, or pass --overwrite to discard every "
+            "result in it."
+        )
+
+    def begin_run(self, key: str, info: Mapping[str, Any]) -> None:
+        """Record which dataset/protocol this directory holds; discard another one's results
+        (only reached with ``overwrite``, :meth:`check_run` refuses otherwise)."""
+        self.check_run(key)
+        path = self.run_dir / RUN_FILE
+        old = _read_json(path)
+        methods: list[str] = []
+        if old is not None and old.get("run_key") != key:
+            shutil.rmtree(self.run_dir / "methods", ignore_errors=True)
+            for name in RUN_SUMMARIES:
+                (self.run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(self.run_dir / "figures", ignore_errors=True)
+        elif old is not None:
+            methods = list(old.get("methods", []))
+        elif (self.run_dir / "methods").is_dir():
+            methods = sorted(p.name for p in (self.run_dir / "methods").iterdir() if p.is_dir())
+        write_json(path, {**info, "run_key": key, "methods": methods})
+
+    def add_method_to_run(self, method: str) -> None:
+        path = self.run_dir / RUN_FILE
+        data = _read_json(path) or {}
+        if method not in data.get("methods", []):
+            data["methods"] = [*data.get("methods", []), method]
+            write_json(path, data)
+
+    def stored_methods(self) -> list[str]:
+        """Methods with results in this directory, in the order they were first run."""
+        data = _read_json(self.run_dir / RUN_FILE) or {}
+        return [m for m in data.get("methods", []) if self.method_record(m) is not None]
+
     def method_dir(self, method: str) -> Path:
         return self.run_dir / "methods" / method
 
+    def method_record(self, method: str) -> dict[str, Any] | None:
+        return _read_json(self.method_dir(method) / "config.json")
+
+    def check_methods(self, hashes: Mapping[str, str]) -> None:
+        """Refuse (before any work) when stored folds of these methods used another config."""
+        if self.overwrite:
+            return
+        clash = {}
+        for method, chash in hashes.items():
+            old = (self.method_record(method) or {}).get("config_hash", chash)
+            if old != chash:
+                clash[method] = (old, chash)
+        if clash:
+            what = ", ".join(f"{m!r} (hash {o} vs {n})" for m, (o, n) in clash.items())
+            raise UserError(
+                f"run directory {self.run_dir} already holds results of {what} made with a "
+                "different configuration. Use another --out, or pass --overwrite to discard "
+                "the old results of these methods."
+            )
+
+    def begin_method(self, method: str, config: dict[str, Any], chash: str) -> None:
+        """Record the config of ``method``; discard folds of another config if allowed."""
+        self.check_methods({method: chash})
+        old = self.method_record(method)
+        if old is not None and old.get("config_hash") != chash:
+            shutil.rmtree(self.method_dir(method))
+        elif old is None and self.method_dir(method).exists():
+            # folds without a readable config record cannot be trusted: start clean
+            shutil.rmtree(self.method_dir(method))
+        write_json(
+            self.method_dir(method) / "config.json",
+            {"config_hash": chash, "config": config, "versions": versions()},
+        )
+        self.add_method_to_run(method)
+
+    # -- folds -----------------------------------------------------------------------------
     def fold_stem(self, method: str, seed: int, fold: int) -> Path:
         return self.method_dir(method) / f"seed-{seed}" / f"fold-{fold}"
 
-    def begin_method(self, method: str, config: dict[str, Any], chash: str) -> None:
-        """Record the config of ``method``; refuse to mix folds made with another one."""
-        path = self.method_dir(method) / "config.json"
-        if path.is_file():
-            try:
-                old = json.loads(path.read_text()).get("config_hash")
-            except json.JSONDecodeError:
-                old = None
-            if old != chash:
-                if not self.overwrite:
-                    raise UserError(
-                        f"run directory {self.run_dir} already holds results of method {method!r} "
-                        f"made with a different configuration (hash {old} vs {chash}). Use another "
-                        "--out, or pass --overwrite to discard the old results of this method."
-                    )
-                shutil.rmtree(self.method_dir(method))
-        write_json(path, {"config_hash": chash, "config": config, "versions": versions()})
-
     def load_fold(self, method: str, seed: int, fold: int, chash: str) -> FoldResult | None:
         stem = self.fold_stem(method, seed, fold)
-        js = stem.with_suffix(".json")
-        if not (js.is_file() and stem.with_suffix(".npz").is_file()):
+        if not stem.with_suffix(".npz").is_file():
+            return None
+        data = _read_json(stem.with_suffix(".json"))
+        if data is None or data.get("config_hash") != chash or data.get("run_seed") != seed:
             return None
         try:
-            data = json.loads(js.read_text())
-        except json.JSONDecodeError:
+            return FoldResult(**data["result"])
+        except (KeyError, TypeError):
             return None
-        if data.get("config_hash") != chash:
-            return None
-        return FoldResult(**data["result"])
 
     def save_fold(
-        self, method: str, seed: int, result: FoldResult, preds: FoldPredictions, chash: str
+        self,
+        method: str,
+        seed: int,
+        result: FoldResult,
+        preds: FoldPredictions,
+        chash: str,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         stem = self.fold_stem(method, seed, result.fold)
         atomic_write(
             stem.with_suffix(".npz"),
             lambda fh: np.savez_compressed(
-                fh, pred=preds.pred, target=preds.target, subject=preds.subject.astype(str),
-                trial=preds.trial, window=preds.window,
+                fh,
+                pred=preds.pred,
+                target=preds.target,
+                subject=preds.subject.astype(str),
+                trial=preds.trial,
+                window=preds.window,
             ),
         )
+        # the .json goes last: its presence is what marks the fold finished
         write_json(
             stem.with_suffix(".json"),
-            {"config_hash": chash, "run_seed": seed, "versions": versions(),
-             "result": result.to_json()},
+            {
+                "config_hash": chash,
+                "run_seed": seed,
+                "versions": versions(),
+                "finished_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                **dict(extra or {}),
+                "result": result.to_json(),
+            },
         )
 
     def load_predictions(self, method: str, seed: int, fold: int) -> dict[str, np.ndarray]:
-        with np.load(self.fold_stem(method, seed, fold).with_suffix(".npz")) as z:
+        with np.load(
+            self.fold_stem(method, seed, fold).with_suffix(".npz"), allow_pickle=False
+        ) as z:
             return {k: z[k] for k in z.files}
+
+    def completed_folds(
+        self, method: str, chash: str, seeds: Sequence[int], n_folds: int
+    ) -> dict[tuple[int, int], FoldResult]:
+        out = {}
+        for s in seeds:
+            for i in range(n_folds):
+                r = self.load_fold(method, s, i, chash)
+                if r is not None:
+                    out[(s, i)] = r
+        return out
 
     def write_summaries(self, results: dict[str, Any]) -> None:
         write_json(self.run_dir / "results.json", results)
@@ -109,32 +280,84 @@ class ResultsStore:
         write_text(self.run_dir / "summary.csv", summary_csv(results))
 
 
+def load_results(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / "results.json"
+    data = _read_json(path)
+    if data is None:
+        raise UserError(
+            f"{path} is missing or unreadable: {run_dir} is not a finished affectkit run "
+            "directory. Pass the --out folder of an `affectkit bench` run."
+        )
+    return data
+
+
+# --------------------------------------------------------------------------- aggregation
+def method_entry(
+    record: Mapping[str, Any],
+    done: Mapping[tuple[int, int], FoldResult],
+    seeds: Sequence[int],
+    n_folds: int,
+    tags: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One method's block of results.json from the folds finished so far."""
+    keys = sorted(done)
+    folds = [done[k] for k in keys]
+    per_seed: dict[str, Any] = {}
+    for s in seeds:
+        sf = [done[(s, i)] for i in range(n_folds) if (s, i) in done]
+        if sf:
+            per_seed[str(s)] = summarize(sf)
+    return {
+        **record.get("config", {}),
+        "config_hash": record.get("config_hash"),
+        "tags": sorted(tags),
+        "folds": [{**f.to_json(), "run_seed": s} for (s, _), f in zip(keys, folds, strict=True)],
+        "folds_expected": len(seeds) * n_folds,
+        "complete": len(folds) == len(seeds) * n_folds,
+        "summary": summarize(folds),
+        "seed_summary": over_seeds(per_seed),
+    }
+
+
+def over_seeds(per_seed: Mapping[str, Any]) -> dict[str, Any]:
+    """Mean ± std over the per-seed fold means (empty before any fold finished)."""
+    out: dict[str, Any] = {}
+    if not per_seed:
+        return out
+    for metric in next(iter(per_seed.values())):
+        vals = np.array([s[metric]["mean"] for s in per_seed.values()])
+        out[metric] = {"mean": float(vals.mean()), "std": float(vals.std()), "n_seeds": len(vals)}
+    return out
+
+
 def best_per_metric(results: dict[str, Any]) -> dict[str, str]:
-    best: dict[str, str] = {}
-    for m in METRIC_NAMES:
-        vals = {
-            name: r["summary"][m]["mean"]
-            for name, r in results["methods"].items()
-            if r.get("summary") and np.isfinite(r["summary"][m]["mean"])
-        }
-        if vals:
-            pick = max if METRICS[m].higher_is_better else min
-            best[m] = pick(vals, key=vals.__getitem__)
-    return best
+    best = {m: best_method(results, m) for m in METRIC_NAMES}
+    return {m: b for m, b in best.items() if b is not None}
 
 
 def _arrow(m: str) -> str:
     return "↑" if METRICS[m].higher_is_better else "↓"
 
 
+def _folds_cell(r: Mapping[str, Any]) -> str:
+    n, expected = len(r["folds"]), r.get("folds_expected", len(r["folds"]))
+    return str(n) if n == expected else f"{n}/{expected}"
+
+
 def summary_markdown(results: dict[str, Any]) -> str:
     best = best_per_metric(results)
-    leaky = " **(LEAKY protocol)**" if results.get("leaky") else ""
+    tests = paired_tests(results)
+    leaky = (
+        " **(LEAKY protocol: windows of one trial on both sides of the split)**"
+        if results.get("leaky")
+        else ""
+    )
+    multi_seed = len(results.get("seeds", [])) > 1
     lines = [
         f"# affectkit results: {results['dataset']}",
         "",
         f"Protocol: {results['protocol_description']}{leaky}. Seeds: {results['seeds']}. "
-        "Mean ± std over folds; best per column in bold.",
+        "Mean ± std over folds; best per column in bold; " + MARKER_LEGEND + ".",
         "",
         "| method | " + " | ".join(f"{m} {_arrow(m)}" for m in METRIC_NAMES) + " | folds |",
         "|---|" + "---|" * (len(METRIC_NAMES) + 1),
@@ -143,19 +366,48 @@ def summary_markdown(results: dict[str, Any]) -> str:
         cells = []
         for m in METRIC_NAMES:
             s = r["summary"][m]
-            cell = f"{s['mean']:.4f} ± {s['std']:.4f}"
+            cell = f"{s['mean']:.4f} ± {s['std']:.4f}{cell_marker(tests, m, name)}"
             cells.append(f"**{cell}**" if best.get(m) == name else cell)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(r['folds'])} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_folds_cell(r)} |")
+    if multi_seed:
+        lines += [
+            "",
+            "Over seeds (mean ± std of the per-seed means):",
+            "",
+            "| method | " + " | ".join(f"{m} {_arrow(m)}" for m in METRIC_NAMES) + " | seeds |",
+            "|---|" + "---|" * (len(METRIC_NAMES) + 1),
+        ]
+        for name, r in results["methods"].items():
+            ss = r.get("seed_summary") or {}
+            cells = [
+                f"{ss[m]['mean']:.4f} ± {ss[m]['std']:.4f}" if m in ss else "–"
+                for m in METRIC_NAMES
+            ]
+            n = next(iter(ss.values()))["n_seeds"] if ss else 0
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {n} |")
     return "\n".join(lines) + "\n"
 
 
 def summary_csv(results: dict[str, Any]) -> str:
+    tests = paired_tests(results)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["method", *[f"{m}_{s}" for m in METRIC_NAMES for s in ("mean", "std")], "folds"])
+    w.writerow(
+        [
+            "method",
+            *[f"{m}_{s}" for m in METRIC_NAMES for s in ("mean", "std", "p_holm")],
+            "folds",
+            "folds_expected",
+        ]
+    )
     for name, r in results["methods"].items():
         row = [name]
         for m in METRIC_NAMES:
-            row += [f"{r['summary'][m]['mean']:.6f}", f"{r['summary'][m]['std']:.6f}"]
-        w.writerow([*row, len(r["folds"])])
+            t = tests.get(m, {}).get("tests", {}).get(name)
+            row += [
+                f"{r['summary'][m]['mean']:.6f}",
+                f"{r['summary'][m]['std']:.6f}",
+                f"{t['p_holm']:.6g}" if t else "",
+            ]
+        w.writerow([*row, len(r["folds"]), r.get("folds_expected", len(r["folds"]))])
     return buf.getvalue()

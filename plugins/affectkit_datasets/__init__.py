@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from affectkit import Registry, hookimpl
 
+from .dmer import DmerConfig, DmerReader
 from .synthetic import SyntheticConfig, SyntheticReader
+from .wesad import WesadConfig, WesadReader
 
 
 @hookimpl
 def affectkit_register(registry: Registry) -> None:
     registry.register("dataset", "synthetic", SyntheticReader, SyntheticConfig, tags={"embedded"})
+    registry.register("dataset", "dmer", DmerReader, DmerConfig, tags={"files", "real"})
+    registry.register("dataset", "wesad", WesadReader, WesadConfig, tags={"files", "real"})

@@ -1,0 +1,364 @@
+"""Where fold jobs run: in this process, in a local process pool, or on a Ray cluster.
+
+A job is ``(run config, seed, fold)``; :func:`run_job` turns it into a fold result and the
+test predictions, and touches nothing else. The driver (``bench.run_bench``) writes each
+result to the results store as it arrives, so resume, aggregation and the files on disk
+are the same whichever engine ran the jobs, and workers need no shared filesystem.
+
+Determinism: torch on CPU sums in a thread-count-dependent order, so a fold computed
+with 1 thread and with 2 threads differs in the last bits. Every job therefore runs with
+an explicit thread count (``threads``); runs with equal thread counts give identical
+numbers on every executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .data import EmotionDataset
+from .errors import UserError
+from .evaluate import Callbacks, FoldPredictions, FoldResult
+from .interfaces import Fold, Protocol
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+
+EXECUTORS = ("serial", "local", "ray")
+DEFAULT_GPUS_PER_JOB = 0.25
+
+JobOutput = tuple[FoldResult, FoldPredictions]
+OnDone = Callable[["FoldJob", FoldResult, FoldPredictions], None]
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    """One unit of work. ``config`` is the run config as JSON (only keys the user set)."""
+
+    method: str
+    config: dict[str, Any]
+    seed: int
+    fold: int
+    config_hash: str
+    threads: int | None = None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op torch threads (unchanged when ``n`` is None)."""
+    import torch
+
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# Per-process memo of protocol folds: a worker runs many jobs on the same dataset.
+_FOLDS_MEMO: dict[tuple[int, str], list[Fold]] = {}
+
+
+def _prepare(job: FoldJob, data: EmotionDataset) -> tuple[RunConfig, Protocol, list[Fold]]:
+    from .config import validate_run_config
+    from .evaluate import build_protocol
+    from .results import results_hash
+
+    cfg = validate_run_config(job.config)
+    if results_hash(cfg) != job.config_hash:
+        # the config did not survive the trip to the worker intact (e.g. a plugin of another
+        # version there): computing would store numbers under the wrong hash
+        raise UserError(
+            f"method {job.method!r}: the run config rebuilt in the worker hashes to "
+            f"{results_hash(cfg)}, not {job.config_hash}. Install the same affectkit and "
+            "plugin versions on every worker."
+        )
+    protocol = build_protocol(cfg)
+    key = (id(data), json.dumps(cfg.protocol.model_dump(mode="json"), sort_keys=True))
+    if key not in _FOLDS_MEMO:
+        _FOLDS_MEMO.clear()
+        _FOLDS_MEMO[key] = protocol.folds(data)
+    return cfg, protocol, _FOLDS_MEMO[key]
+
+
+def run_job(job: FoldJob, data: EmotionDataset, callbacks: Callbacks | None = None) -> JobOutput:
+    """Pure job: (run config, seed, fold) + data -> (fold result, test predictions)."""
+    from .evaluate import run_fold
+
+    cfg, protocol, folds = _prepare(job, data)
+    callbacks = callbacks or Callbacks()
+    callbacks.fold_start(job.method, folds[job.fold], len(folds))
+    with torch_threads(job.threads):
+        return run_fold(cfg, data, protocol, folds[job.fold], seed=job.seed, callbacks=callbacks)
+
+
+class Executor:
+    """Runs jobs one after the other in this process (``--executor serial``).
+
+    Subclasses run them elsewhere; all call ``on_done`` in the driver as each job ends.
+    """
+
+    name = "serial"
+
+    def __init__(self, *, threads: int | None = None) -> None:
+        self.threads = threads
+
+    def job_threads(self) -> int | None:
+        return self.threads
+
+    def run(
+        self,
+        jobs: Sequence[FoldJob],
+        data: EmotionDataset,
+        on_done: OnDone,
+        callbacks: Callbacks | None = None,
+    ) -> None:
+        for job in jobs:
+            result, preds = run_job(job, data, callbacks)
+            on_done(job, result, preds)
+
+    def describe(self) -> str:
+        threads = f", {self.threads} threads" if self.threads else ""
+        return f"serial{threads}"
+
+
+# --------------------------------------------------------------------------- process pool
+_WORKER_DATA: EmotionDataset | None = None
+
+
+def _worker_init(data: EmotionDataset) -> None:
+    global _WORKER_DATA
+    # a terminal Ctrl-C reaches the whole process group: let only the driver handle it,
+    # it stops the pool itself
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER_DATA = data
+
+
+def _worker_job(job: FoldJob) -> JobOutput:
+    assert _WORKER_DATA is not None, "worker started without data"
+    return run_job(job, _WORKER_DATA)
+
+
+class LocalExecutor(Executor):
+    """A pool of ``workers`` processes (spawn: no state inherited from the driver)."""
+
+    name = "local"
+
+    def __init__(self, *, workers: int | None = None, threads: int | None = None) -> None:
+        super().__init__(threads=threads)
+        self.workers = max(1, workers or (os.cpu_count() or 1))
+
+    def job_threads(self) -> int:
+        # without an explicit count, share the cores out so that workers do not oversubscribe
+        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+
+    def run(self, jobs, data, on_done, callbacks=None):
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        if not jobs:
+            return
+        pool = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(jobs)),
+            mp_context=mp.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(data,),
+        )
+        pending = {pool.submit(_worker_job, job): job for job in jobs}
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    job = pending.pop(fut)
+                    result, preds = fut.result()
+                    on_done(job, result, preds)
+        except BaseException:
+            # interrupted or a job failed: stop now, finished folds are already stored
+            for fut in pending:
+                fut.cancel()
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    def describe(self) -> str:
+        return f"local ({self.workers} workers × {self.job_threads()} threads)"
+
+
+# --------------------------------------------------------------------------- ray
+_RAY_LOCAL_ENV = {
+    # Ray's switch for single-machine use: node address 127.0.0.1, every socket bound there
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
+@contextlib.contextmanager
+def _ray_loopback_only() -> Iterator[None]:
+    """Start a private Ray instance that listens on 127.0.0.1 only.
+
+    On Linux a new instance otherwise advertises the machine's outward address and its
+    servers listen on every interface. Ray reads the switch from the environment when it
+    is imported (and its spawned processes read it again), so set both for the run.
+    """
+    old_env = {k: os.environ.get(k) for k in _RAY_LOCAL_ENV}
+    os.environ.update(_RAY_LOCAL_ENV)
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # layout of another Ray version: the environment still applies
+        ray_constants = None
+    old_flag = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if ray_constants is not None and old_flag is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if ray_constants is not None and old_flag is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = old_flag
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _ray_job(job: FoldJob, data: EmotionDataset) -> JobOutput:
+    return run_job(job, data)
+
+
+class RayExecutor(Executor):
+    """Ray tasks, one per fold job. Starts a private loopback instance without ``address``."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        workers: int | None = None,
+        threads: int | None = None,
+        cpus_per_job: float = 1.0,
+        gpus_per_job: float | None = None,
+    ) -> None:
+        super().__init__(threads=threads)
+        self.address = address
+        self.workers = workers
+        self.cpus_per_job = cpus_per_job
+        self.gpus_per_job = gpus_per_job
+        self.node_addresses: list[str] = []
+
+    def job_threads(self) -> int:
+        return self.threads or max(1, int(self.cpus_per_job))
+
+    def _gpus(self, ray: Any, jobs: Sequence[FoldJob]) -> float:
+        if self.gpus_per_job is not None:
+            return float(self.gpus_per_job)
+        wants_gpu = any((j.config.get("train") or {}).get("device", "auto") != "cpu" for j in jobs)
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        return DEFAULT_GPUS_PER_JOB if wants_gpu and has_gpu else 0.0
+
+    def run(self, jobs, data, on_done, callbacks=None):
+        try:
+            import ray
+        except ImportError:
+            raise UserError(
+                "--executor ray needs Ray, which is not installed. Install it with "
+                "`pip install 'affectkit[ray]'`, or use --executor local --workers N."
+            ) from None
+        if not jobs:
+            return
+        started = False
+        with contextlib.ExitStack() as stack:
+            if not ray.is_initialized():
+                if self.address:
+                    ray.init(address=self.address, log_to_driver=False)
+                else:
+                    stack.enter_context(_ray_loopback_only())
+                    ray.init(
+                        num_cpus=self.workers or os.cpu_count(),
+                        include_dashboard=False,
+                        log_to_driver=False,
+                    )
+                started = True
+            self._run(ray, jobs, data, on_done, started)
+
+    def _run(
+        self,
+        ray: Any,
+        jobs: Sequence[FoldJob],
+        data: EmotionDataset,
+        on_done: OnDone,
+        started: bool,
+    ) -> None:
+        # where the nodes advertise themselves (a private instance: 127.0.0.1 only)
+        self.node_addresses = sorted({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]})
+        pending: dict[Any, FoldJob] = {}
+        try:
+            # retries cover lost workers/nodes only (a job is pure, so rerunning it is safe);
+            # an exception raised by the job itself is not retried
+            remote = ray.remote(_ray_job).options(
+                num_cpus=self.cpus_per_job, num_gpus=self._gpus(ray, jobs), max_retries=2
+            )
+            data_ref = ray.put(data)  # shipped once, shared by every task on a node
+            pending = {remote.remote(job, data_ref): job for job in jobs}
+            while pending:
+                finished, _ = ray.wait(list(pending), num_returns=1)
+                for ref in finished:
+                    job = pending.pop(ref)
+                    try:
+                        result, preds = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = getattr(exc, "cause", None)
+                        if isinstance(cause, BaseException):
+                            raise cause from None
+                        raise
+                    on_done(job, result, preds)
+        finally:
+            for ref in pending:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            if started:
+                ray.shutdown()
+
+    def describe(self) -> str:
+        where = self.address or "local instance on 127.0.0.1"
+        return f"ray ({where}, {self.cpus_per_job:g} CPU per job)"
+
+
+def make_executor(
+    name: str = "serial",
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    ray_address: str | None = None,
+    gpus_per_job: float | None = None,
+) -> Executor:
+    if name == "serial":
+        if workers not in (None, 1):
+            raise UserError(
+                "--workers needs --executor local or ray; serial runs one job at a time."
+            )
+        return Executor(threads=threads)
+    if name == "local":
+        return LocalExecutor(workers=workers, threads=threads)
+    if name == "ray":
+        cpus = float(threads) if threads else 1.0
+        return RayExecutor(
+            address=ray_address,
+            workers=workers,
+            threads=threads,
+            cpus_per_job=cpus,
+            gpus_per_job=gpus_per_job,
+        )
+    raise UserError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}.")

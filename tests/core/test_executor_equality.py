@@ -1,0 +1,112 @@
+"""Serial, local process pool and Ray give identical fold results; resume crosses engines."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from affectkit.bench import resolve_configs, run_bench
+from affectkit.datasets import load_dataset
+from affectkit.errors import UserError
+from affectkit.executors import Executor, LocalExecutor, RayExecutor, make_executor
+from affectkit.results import ResultsStore, results_hash
+
+TINY = ["dataset.subjects=4", "dataset.trials=8", "dataset.windows=6", "train.epochs=2"]
+METHODS = ["prior", "mlp"]
+SEEDS = [0, 1]
+
+
+def configs():
+    return resolve_configs(METHODS, overrides=TINY)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset(configs()[0].dataset, use_cache=False)
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory, data):
+    """The reference: every job in this process with one torch thread."""
+    import torch
+
+    old = torch.get_num_threads()
+    try:
+        run_dir = tmp_path_factory.mktemp("serial") / "run"
+        res, _ = run_bench(
+            configs(), run_dir=run_dir, data=data, seeds=SEEDS, executor=Executor(threads=1)
+        )
+    finally:
+        torch.set_num_threads(old)
+    return res, run_dir
+
+
+def fold_metrics(res):
+    return {
+        (name, f["run_seed"], f["fold"]): f["metrics"]
+        for name, r in res["methods"].items()
+        for f in r["folds"]
+    }
+
+
+def assert_same_as_serial(res, run_dir, serial):
+    ref, ref_dir = serial
+    assert fold_metrics(res) == fold_metrics(ref)  # exactly equal, not approximately
+    a, b = ResultsStore(run_dir), ResultsStore(ref_dir)
+    for name in METHODS:
+        for s in SEEDS:
+            for i in range(4):
+                pa, pb = a.load_predictions(name, s, i), b.load_predictions(name, s, i)
+                np.testing.assert_array_equal(pa["pred"], pb["pred"])
+                np.testing.assert_array_equal(pa["subject"], pb["subject"])
+
+
+def test_job_config_survives_the_trip_to_a_worker():
+    from affectkit.config import validate_run_config
+
+    for cfg in resolve_configs(["mlp"], overrides=[*TINY, "train.lr=0.01", "method.hidden=[8]"]):
+        shipped = cfg.model_dump(mode="json", exclude_unset=True, exclude={"output"})
+        again = validate_run_config(shipped)
+        assert results_hash(again) == results_hash(cfg)
+        # method defaults still apply to train keys the user did not set
+        assert again.train.model_dump(exclude_unset=True) == {"epochs": 2, "lr": 0.01}
+
+
+def test_local_process_pool_equals_serial(tmp_path, data, serial):
+    res, run_dir = run_bench(
+        configs(),
+        run_dir=tmp_path / "run",
+        data=data,
+        seeds=SEEDS,
+        executor=LocalExecutor(workers=2, threads=1),
+    )
+    assert res["last_invocation"]["executor"].startswith("local (2 workers")
+    assert_same_as_serial(res, run_dir, serial)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="ray is not installed (pip install 'affectkit[ray]'); the Ray executor is untested",
+)
+def test_ray_local_instance_equals_serial_and_resumes_a_serial_run(tmp_path, data, serial):
+    run_dir = tmp_path / "run"
+    # half the work serially (seed 0), the rest on Ray: resume does not care who computed
+    run_bench(configs(), run_dir=run_dir, data=data, seeds=[0], executor=Executor(threads=1))
+    engine = RayExecutor(workers=2, threads=1)
+    res, _ = run_bench(configs(), run_dir=run_dir, data=data, seeds=SEEDS, executor=engine)
+    assert engine.node_addresses == ["127.0.0.1"]  # a private instance on loopback
+    assert res["last_invocation"]["reused_folds"] == 8
+    assert res["last_invocation"]["computed_folds"] == 8
+    assert_same_as_serial(res, run_dir, serial)
+    import ray
+
+    assert not ray.is_initialized(), "the instance the executor started is shut down"
+
+
+def test_executor_options_are_checked():
+    with pytest.raises(UserError, match="--workers needs --executor local or ray"):
+        make_executor("serial", workers=4)
+    with pytest.raises(UserError, match="unknown executor 'dask'"):
+        make_executor("dask")
+    assert make_executor("local", workers=2, threads=3).job_threads() == 3
+    assert make_executor("ray", threads=2).job_threads() == 2

@@ -100,8 +100,53 @@ def run_job(job: FoldJob, data: EmotionDataset, callbacks: Callbacks | None = No
         return run_fold(cfg, data, protocol, folds[job.fold], seed=job.seed, callbacks=callbacks)
 
 
+def _parallel_group(pending: Sequence[FoldJob], data: EmotionDataset) -> list[FoldJob]:
+    """Jobs that can train as one vmapped model with ``pending[0]`` (``train.fold_parallel``)."""
+    from .evaluate import method_train_config
+    from .parallel import can_run_parallel
+
+    first = pending[0]
+    cfg, protocol, folds = _prepare(first, data)
+    width = method_train_config(cfg).fold_parallel
+    if width <= 1:
+        return [first]
+    group = [
+        j
+        for j in pending
+        if (j.method, j.seed, j.config_hash, j.threads)
+        == (first.method, first.seed, first.config_hash, first.threads)
+    ][:width]
+    chosen = [folds[j.fold] for j in group]
+    if len(group) < 2 or not can_run_parallel(cfg, data, protocol, chosen, first.seed):
+        return [first]
+    return group
+
+
+def run_jobs_parallel(
+    group: Sequence[FoldJob], data: EmotionDataset, callbacks: Callbacks | None = None
+) -> list[JobOutput]:
+    """Folds of one (method, seed) trained at once; same outputs as :func:`run_job` each."""
+    from .parallel import run_folds_parallel
+
+    cfg, protocol, folds = _prepare(group[0], data)
+    callbacks = callbacks or Callbacks()
+    callbacks.fold_start(group[0].method, folds[group[0].fold], len(folds))
+    with torch_threads(group[0].threads):
+        return run_folds_parallel(
+            cfg,
+            data,
+            protocol,
+            [folds[j.fold] for j in group],
+            seed=group[0].seed,
+            callbacks=callbacks,
+        )
+
+
 class Executor:
     """Runs jobs one after the other in this process (``--executor serial``).
+
+    With ``train.fold_parallel = F > 1``, up to F folds of one method and seed whose splits
+    have equal sizes train together as one vmapped model (see :mod:`affectkit.parallel`).
 
     Subclasses run them elsewhere; all call ``on_done`` in the driver as each job ends.
     """
@@ -121,7 +166,17 @@ class Executor:
         on_done: OnDone,
         callbacks: Callbacks | None = None,
     ) -> None:
-        for job in jobs:
+        pending = list(jobs)
+        while pending:
+            group = _parallel_group(pending, data)
+            if len(group) > 1:
+                for job, (result, preds) in zip(
+                    group, run_jobs_parallel(group, data, callbacks), strict=True
+                ):
+                    on_done(job, result, preds)
+                pending = [j for j in pending if j not in group]
+                continue
+            job = pending.pop(0)
             result, preds = run_job(job, data, callbacks)
             on_done(job, result, preds)
 

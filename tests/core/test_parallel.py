@@ -45,3 +45,18 @@ def test_non_neural_methods_do_not_qualify():
     data = load_dataset(cfg.dataset)
     proto = build_protocol(cfg)
     assert not can_run_parallel(cfg, data, proto, proto.folds(data), seed=0)
+
+
+def test_bench_with_fold_parallel_matches_sequential(tmp_path):
+    from affectkit.bench import run_bench
+
+    over = [*TINY, "method.dropout=0", "train.epochs=3"]
+    (seq_cfg,) = resolve_configs(["mlp"], overrides=over)
+    (par_cfg,) = resolve_configs(["mlp"], overrides=[*over, "train.fold_parallel=4"])
+    seq, _ = run_bench([seq_cfg], run_dir=tmp_path / "seq")
+    par, _ = run_bench([par_cfg], run_dir=tmp_path / "par")
+    fs, fp = seq["methods"]["mlp"]["folds"], par["methods"]["mlp"]["folds"]
+    assert [f["fit_info"].get("fold_parallel") for f in fp] == [4, 4, 4, 4]
+    for a, b in zip(fs, fp, strict=True):
+        for m, v in a["metrics"].items():
+            assert b["metrics"][m] == pytest.approx(v, rel=1e-4, abs=1e-6)

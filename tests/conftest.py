@@ -4,8 +4,13 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Tiny test models run faster on one thread, and subprocess CLI runs inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 TINY = {"name": "synthetic", "subjects": 4, "trials": 8, "windows": 6}
 
 

@@ -125,20 +125,35 @@ def run_fold(
     method = build_method(cfg, data.spec, fseed)
     t0 = time.perf_counter()
     info = method.fit(train, valid, progress=callbacks.epoch) or {}
-    t1 = time.perf_counter()
-    pred = check_predictions(method.predict(test), len(test), len(data.emotions), cfg.method.name)
-    t2 = time.perf_counter()
+    return score_fold(
+        cfg, fold, method, test, seed=fseed, fit_seconds=time.perf_counter() - t0, fit_info=info
+    )
+
+
+def score_fold(
+    cfg: RunConfig,
+    fold: Fold,
+    method: Method,
+    test: EmotionDataset,
+    *,
+    seed: int,
+    fit_seconds: float,
+    fit_info: dict[str, Any],
+) -> tuple[FoldResult, FoldPredictions]:
+    """Predict every test sample of a fitted method and score it."""
+    t0 = time.perf_counter()
+    pred = check_predictions(method.predict(test), len(test), len(test.emotions), cfg.method.name)
     result = FoldResult(
         fold=fold.index,
         name=fold.name,
         n_train=len(fold.train),
         n_test=len(fold.test),
         metrics=score(test.targets, pred),
-        fit_seconds=t1 - t0,
-        predict_seconds=t2 - t1,
-        seed=fseed,
+        fit_seconds=fit_seconds,
+        predict_seconds=time.perf_counter() - t0,
+        seed=seed,
         test_subjects=list(fold.test_subjects),
-        fit_info=_jsonable(info),
+        fit_info=_jsonable(fit_info),
     )
     preds = FoldPredictions(
         pred.astype(np.float32), test.targets, test.subject, test.trial, test.window

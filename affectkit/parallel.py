@@ -37,12 +37,11 @@ from .evaluate import (
     FoldPredictions,
     FoldResult,
     build_method,
-    check_predictions,
     fold_seed,
     method_train_config,
+    score_fold,
 )
 from .interfaces import Fold, Protocol
-from .metrics import score
 from .training import TorchMethod, TrainConfig, _autocast, resolve_device
 
 
@@ -202,30 +201,15 @@ def run_folds_parallel(
         m.model.load_state_dict({k: v[f].detach() for k, v in {**final, **buffers}.items()})
         m.model.eval()
         test = norm.transform(data.subset(fold.test))
-        t1 = time.perf_counter()
-        pred = check_predictions(m.predict(test), len(test), len(data.emotions), cfg.method.name)
         info = {
             "epochs_run": int(epochs_run[f]),
             "best_epoch": int(best_epoch[f]) if has_valid else int(epochs_run[f]),
             "best_valid_kl": float(best_kl[f]) if has_valid else None,
             "fold_parallel": n_folds,
         }
-        result = FoldResult(
-            fold=fold.index,
-            name=fold.name,
-            n_train=len(fold.train),
-            n_test=len(fold.test),
-            metrics=score(test.targets, pred),
-            fit_seconds=fit_seconds,
-            predict_seconds=time.perf_counter() - t1,
-            seed=fseed,
-            test_subjects=list(fold.test_subjects),
-            fit_info=info,
+        out.append(
+            score_fold(cfg, fold, m, test, seed=fseed, fit_seconds=fit_seconds, fit_info=info)
         )
-        preds = FoldPredictions(
-            pred.astype(np.float32), test.targets, test.subject, test.trial, test.window
-        )
-        out.append((result, preds))
     return out
 
 

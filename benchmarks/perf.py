@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from affectkit_datasets.dmer import EMOTIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DMER_SHAPES = {"eeg": (18, 5), "gsr": (28,), "ppg": (27,), "behavioral": (768,)}
@@ -37,18 +39,6 @@ GROUPS = {
     "ppg": "physiological",
     "behavioral": "behavioral",
 }
-EMOTIONS = (
-    "inspired",
-    "alert",
-    "excited",
-    "enthusiastic",
-    "determined",
-    "afraid",
-    "upset",
-    "nervous",
-    "scared",
-    "distressed",
-)
 
 
 def machine() -> dict[str, Any]:

@@ -37,22 +37,12 @@ from pydantic import Field
 
 from affectkit import DatasetConfig, DatasetReader, EmotionDataset
 
+from .dmer import EMOTIONS  # synthetic is DMER-shaped: same 10 PANAS items, same order
+
 # Version history: 1 split each valence over its clusters with Dirichlet(1.2, 1.2), which left
 # items of one valence but different clusters uncorrelated; 2 uses Dirichlet(4, 4) so that the
 # ratings show PANAS structure (all same-valence items correlate positively).
 VERSION = "2"
-EMOTIONS = (
-    "inspired",
-    "alert",
-    "excited",
-    "enthusiastic",
-    "determined",
-    "afraid",
-    "upset",
-    "nervous",
-    "scared",
-    "distressed",
-)
 # cluster of each emotion: 0 energy, 1 drive, 2 fear, 3 distress
 ITEM_CLUSTER = np.array([1, 0, 0, 0, 1, 2, 3, 2, 2, 3])
 LATENT = ("pa", "na", "valence", "arousal", "energy", "drive", "fear", "distress")

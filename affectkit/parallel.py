@@ -75,6 +75,8 @@ def can_run_parallel(
     factory = _method_class(cfg)
     if not (isinstance(factory, type) and issubclass(factory, TorchMethod)) or len(folds) < 2:
         return False
+    if not factory.fold_parallel:
+        return False
     sp = _splits(cfg, data, protocol, folds, seed)
     return len({len(s[2]) for s in sp}) == 1 and len({len(s[3]) for s in sp}) == 1
 

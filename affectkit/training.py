@@ -13,7 +13,7 @@ import math
 import time
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -191,6 +191,11 @@ class TorchMethod(Method):
     """
 
     model: nn.Module | None = None
+    #: whether fold-parallel training (``train.fold_parallel``) may train this method: it
+    #: vmaps ``build_model()``'s module with the shared loop and never calls ``fit``. Methods
+    #: whose ``fit`` does per-fold work, or whose model vmap cannot batch, set False and are
+    #: then trained fold by fold.
+    fold_parallel: ClassVar[bool] = True
 
     @abstractmethod
     def build_model(self) -> nn.Module: ...

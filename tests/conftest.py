@@ -29,9 +29,19 @@ def tiny_dataset():
     return load_dataset(get_registry().get("dataset", "synthetic").config_cls(**TINY))
 
 
-def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["AFFECTKIT_CACHE"] = str(tmp_path / "cache")
     env["COLUMNS"] = "250"  # rich wraps tables to the terminal width
     env.update(extra)
     return env
+
+
+@pytest.fixture
+def cli_env():
+    """``cli_env(tmp_path, **extra)``: environment for a CLI subprocess with its own cache.
+
+    A fixture rather than an import: test folders have their own conftest modules, and
+    ``from conftest import ...`` would pick whichever was imported first.
+    """
+    return _cli_env

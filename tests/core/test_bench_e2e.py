@@ -61,9 +61,7 @@ def test_leaky_protocol_is_marked(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_bench_prints_table_and_writes_run_dir(tmp_path):
-    from conftest import cli_env
-
+def test_cli_bench_prints_table_and_writes_run_dir(tmp_path, cli_env):
     out = tmp_path / "cli"
     args = ["bench", "--method", "prior,mlp", "--out", str(out)]
     for s in SMALL:

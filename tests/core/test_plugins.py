@@ -87,9 +87,7 @@ def _run(args, env, cwd):
     )
 
 
-def test_allowlist_and_core_never_imports_plugins(tmp_path):
-    from conftest import cli_env
-
+def test_allowlist_and_core_never_imports_plugins(tmp_path, cli_env):
     proc = _run(["methods"], cli_env(tmp_path, AFFECTKIT_LOAD_PLUGINS=""), tmp_path)
     assert proc.returncode == 0 and "mlp" not in proc.stdout
     proc = _run(["methods"], cli_env(tmp_path, AFFECTKIT_LOAD_PLUGINS="baselines"), tmp_path)
@@ -102,10 +100,8 @@ def test_allowlist_and_core_never_imports_plugins(tmp_path):
 
 
 @pytest.mark.slow
-def test_out_of_tree_plugin_installs_and_benches(tmp_path):
+def test_out_of_tree_plugin_installs_and_benches(tmp_path, cli_env):
     """Install tests/example_plugin like a user would; its entry point adds ``ridge-ldl``."""
-    from conftest import cli_env
-
     target = tmp_path / "site"
     pip = subprocess.run(
         [

@@ -1,6 +1,7 @@
 """Kill a real `affectkit bench` process mid-run (SIGKILL, SIGINT) and resume it."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -47,10 +48,10 @@ def cli(out):
 
 
 def env(tmp_path):
-    from conftest import cli_env
-
     # one OpenMP thread: what --threads 1 sets for torch, also for import-time pools
-    return cli_env(tmp_path, OMP_NUM_THREADS="1", COLUMNS="200")
+    return dict(
+        os.environ, AFFECTKIT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", COLUMNS="200"
+    )
 
 
 def start_and_stop_after_first_fold(tmp_path, out, sig):

@@ -1,8 +1,6 @@
 """Helpers and fixtures shared by the baseline tests.
 
-Imported by name (pytest puts this folder on sys.path). There is deliberately no
-``conftest.py`` here: a second module named ``conftest`` would shadow ``tests/conftest.py``
-for the shared tests/conftest.py (imported by name it would clash). Each test module wraps
+Imported by name (pytest puts this folder on sys.path). Each test module wraps
 :func:`tiny_split` in a ``split`` fixture; ``tests/conftest.py`` already points
 ``AFFECTKIT_CACHE`` at a temporary folder for every test, and the tiny dataset bypasses
 the cache anyway.

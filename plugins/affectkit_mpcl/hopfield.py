@@ -1,0 +1,185 @@
+"""Modern Hopfield retrieval (``memory`` "hopfield") and Hopfield pooling ("hopfield-pooling").
+
+Retrieval of state patterns ξ (queries) from stored patterns Y (Ramsauer et al., 2021)::
+
+    Z = softmax(β · (ξ W_Q)(Y W_K)ᵀ) (Y W_V) W_O
+
+one update step of the continuous Hopfield network. Large β converges to the single stored
+pattern most similar to the state (a fixed point near one memory); β → 0 returns the mean of
+the stored patterns (the global fixed point); in between, metastable states average over a
+few similar memories. With ``heads`` > 1 the projections are split into heads that retrieve
+independently (β applies to each head's dot products), and their results are concatenated
+before W_O. With ``project=False`` all four projections are the identity (CLOOB retrieves
+the raw embeddings this way).
+
+Several β at once (MSAF's scales): softmax(β_s · q kᵀ) = softmax((β_s q) kᵀ), so the scales
+are folded into the queries and all retrievals run in one
+:func:`torch.nn.functional.scaled_dot_product_attention` call with ``scale=1``.
+
+Pooling: the state patterns are learned parameters Q ∈ R^{n×d} shared by all samples,
+``pool(Y) = Hopfield(Q, Y)`` compresses a token set of any length into ``n`` vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from pydantic import Field
+from torch import nn
+
+from affectkit import ComponentConfig, Memory
+
+
+class HopfieldConfig(ComponentConfig):
+    """Modern Hopfield retrieval softmax(β·Q Kᵀ)V with learned projections."""
+
+    heads: int = Field(1, ge=1, description="independent retrieval heads (must divide dim)")
+    beta: float | None = Field(
+        None, gt=0, description="inverse temperature β; null = 1/sqrt(head dim)"
+    )
+    project: bool = Field(
+        True, description="learn W_Q, W_K, W_V, W_O; false = retrieve raw patterns (identity)"
+    )
+    normalize: bool = Field(
+        False, description="L2-normalise states and stored patterns before the dot product"
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the retrieval weights")
+
+
+class HopfieldPoolingConfig(HopfieldConfig):
+    """Learned state patterns (queries) that pool a token set into a fixed number of vectors."""
+
+    queries: int = Field(1, ge=1, description="number of learned state patterns (outputs)")
+
+
+def _batched(x: torch.Tensor) -> torch.Tensor:
+    """``[S, d]`` -> ``[1, S, d]``; ``[B, S, d]`` unchanged."""
+    if x.ndim == 2:
+        return x.unsqueeze(0)
+    if x.ndim != 3:
+        raise ValueError(f"Hopfield patterns must be [S, d] or [B, S, d], got {tuple(x.shape)}")
+    return x
+
+
+class HopfieldRetrieval(Memory):
+    """Z = softmax(β · (ξ W_Q)(Y W_K)ᵀ) (Y W_V) W_O, optionally multi-head."""
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        heads: int = 1,
+        beta: float | None = None,
+        project: bool = True,
+        normalize: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"Hopfield: dim {dim} is not divisible by heads {heads}")
+        self.dim, self.heads, self.head_dim = dim, heads, dim // heads
+        self.beta = beta if beta is not None else 1.0 / math.sqrt(self.head_dim)
+        self.normalize, self.dropout = normalize, dropout
+        make = (lambda: nn.Linear(dim, dim, bias=False)) if project else nn.Identity
+        self.w_q, self.w_k, self.w_v = make(), make(), make()
+        self.w_o = nn.Linear(dim, dim) if project else nn.Identity()
+
+    def _heads(self, query: torch.Tensor, stored: torch.Tensor, values: torch.Tensor | None):
+        query, stored = _batched(query), _batched(stored)
+        values = stored if values is None else _batched(values)
+        b = max(query.shape[0], stored.shape[0])
+        q, k, v = self.w_q(query), self.w_k(stored), self.w_v(values)
+        if self.normalize:
+            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        # [B, S, H*dh] -> [B, H, S, dh]; a shared memory ([1, S, d]) is broadcast to the batch
+        q, k, v = (rearrange(t, "b s (h e) -> b h s e", h=self.heads) for t in (q, k, v))
+        q, k, v = (t.expand(b, *t.shape[1:]) for t in (q, k, v))
+        return q, k, v
+
+    def weights(
+        self, query: torch.Tensor, stored: torch.Tensor, beta: float | None = None
+    ) -> torch.Tensor:
+        """Retrieval weights softmax(β q kᵀ): ``[B, H, Q, S]`` (rows sum to 1)."""
+        q, k, _ = self._heads(query, stored, None)
+        beta = self.beta if beta is None else beta
+        return torch.softmax(beta * q @ k.transpose(-1, -2), dim=-1)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        stored: torch.Tensor,
+        beta: float | Sequence[float] | None = None,
+        values: torch.Tensor | None = None,
+        mix: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Retrieve for ``query [B, Q, d]`` from ``stored [B, S, d]`` (or a shared ``[S, d]``).
+
+        ``beta``: one β -> ``[B, Q, d]``; a sequence of n β -> ``[B, n, Q, d]`` (one retrieval
+        per β), or, with ``mix`` ``[B, Q, n]`` (convex weights over the scales), the mixture
+        Σ_s mix_s · Z_s ``[B, Q, d]``. ``values`` (default: ``stored``) are the patterns
+        returned, if they differ from the keys. 2-D query and memory give a 2-D result.
+        """
+        unbatched = query.ndim == 2 and stored.ndim == 2
+        q, k, v = self._heads(query, stored, values)
+        p = self.dropout if self.training else 0.0
+        if beta is None or isinstance(beta, (int, float)):
+            beta = self.beta if beta is None else float(beta)
+            z = F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=beta)
+            out = self.w_o(rearrange(z, "b h q e -> b q (h e)"))
+            return out[0] if unbatched else out
+        betas = torch.as_tensor(list(beta), dtype=q.dtype, device=q.device)
+        n = betas.numel()
+        # β folded into the state patterns, the scales stacked along the query axis: each
+        # softmax row is one (scale, query) pair, so one SDPA call serves every scale
+        qs = rearrange(q[:, :, None] * betas.view(1, 1, n, 1, 1), "b h n q e -> b h (n q) e")
+        z = F.scaled_dot_product_attention(qs, k, v, dropout_p=p, scale=1.0)
+        z = rearrange(z, "b h (n q) e -> b n q (h e)", n=n)
+        if mix is not None:
+            # W_O is affine and the weights sum to 1: mixing before it equals mixing after
+            z = (rearrange(mix, "b q n -> b n q 1") * z).sum(1)
+        out = self.w_o(z)
+        return out[0] if unbatched else out
+
+
+class HopfieldPooling(Memory):
+    """pool(Y) = Hopfield(Q, Y) with learned state patterns Q ``[queries, d]``."""
+
+    def __init__(self, *, dim: int, queries: int = 1, **hopfield: object) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(queries, dim) / math.sqrt(dim))
+        self.retrieval = HopfieldRetrieval(dim=dim, **hopfield)  # type: ignore[arg-type]
+
+    def forward(
+        self, stored: torch.Tensor, query: torch.Tensor | None = None, **kwargs: object
+    ) -> torch.Tensor:
+        """``stored [B, S, d]`` -> ``[B, queries, d]``.
+
+        ``query`` (optional, ``[B, queries, d]``) is added to the learned state patterns, so
+        that a caller can condition the pooling on the sample.
+        """
+        stored = _batched(stored)
+        # unconditioned: the [n, d] queries are projected once, then broadcast to the batch
+        state = self.queries if query is None else self.queries + query
+        out = self.retrieval(state, stored, **kwargs)  # type: ignore[arg-type]
+        return out.expand(stored.shape[0], *out.shape[1:]) if out.ndim == 2 else out
+
+
+def _fields(config: ComponentConfig, overrides: dict) -> dict:
+    """Config fields as keyword arguments (minus ``name``), runtime overrides winning."""
+    return {**config.model_dump(exclude={"name"}), **overrides}
+
+
+def build_hopfield(config: HopfieldConfig, *, dim: int, **overrides: object) -> HopfieldRetrieval:
+    """Registry factory: ``build(cfg, dim=d)``; keyword overrides replace config fields."""
+    return HopfieldRetrieval(dim=dim, **_fields(config, overrides))
+
+
+def build_hopfield_pooling(
+    config: HopfieldPoolingConfig, *, dim: int, **overrides: object
+) -> HopfieldPooling:
+    """Registry factory: ``build(cfg, dim=d, queries=n)``; overrides replace config fields."""
+    return HopfieldPooling(dim=dim, **_fields(config, overrides))

@@ -1,0 +1,97 @@
+"""HSC, Hierarchical Semantic Compression, and the distribution classifier (``head`` "hsc").
+
+Bottom-up Hopfield pooling over the token set X ``[B, T, d]`` (fused physiological tokens,
+behavioral tokens, semantics-enriched embeddings)::
+
+    H_proto = LN(Q_proto + Pool_{K·P}(X))        [B, K·P, d]   prototype level
+    H_emo   = LN(Q_emo   + Pool_K(H_proto))      [B, K, d]     emotion level
+    h_glob  = LN(q_glob  + Pool_1(H_emo))        [B, d]        global level
+    logit_k = ⟨w_k, H_emo,k⟩ + MLP(h_glob)_k      distribution classifier; ŷ = softmax(logit)
+
+Each level's learned queries are the Hopfield state patterns (the residual adds them back
+so that a level keeps its identity when the retrieval is diffuse). Emotion k's logit reads
+its own emotion-level vector (per-emotion weights w_k) plus a global MLP that can express
+interactions between emotions (co-occurrence, valence trade-off).
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import einsum
+from pydantic import Field
+from torch import nn
+
+from affectkit import ComponentConfig, Head, component, get_registry
+
+
+class HSCConfig(ComponentConfig):
+    """Tokens -> prototype level (K·P) -> emotion level (K) -> global, then the classifier."""
+
+    per_emotion: int = Field(4, ge=1, description="prototype-level queries per emotion P")
+    hidden: int = Field(64, ge=1, description="width of the global classifier MLP")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout in the classifier")
+    pooling: component("memory") = Field(  # type: ignore[valid-type]
+        default_factory=lambda: {"name": "hopfield-pooling"},
+        validate_default=True,
+        description="pooling memory of each level (built with queries=K·P, K, 1)",
+    )
+
+
+class HSC(Head):
+    """logits = ⟨w_k, H_emo,k⟩ + MLP(h_glob) after three Hopfield pooling levels."""
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_emotions: int,
+        proto_pool: nn.Module,
+        emotion_pool: nn.Module,
+        global_pool: nn.Module,
+        hidden: int = 64,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.proto_pool, self.emotion_pool, self.global_pool = proto_pool, emotion_pool, global_pool
+        self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(3)])
+        self.emotion_weight = nn.Parameter(torch.randn(num_emotions, dim) / dim**0.5)
+        self.emotion_bias = nn.Parameter(torch.zeros(num_emotions))
+        self.classifier = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_emotions)
+        )
+
+    def levels(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[B, T, d]`` -> prototype ``[B, K·P, d]``, emotion ``[B, K, d]``, global ``[B, d]``."""
+        n_proto, n_emo, n_glob = self.norms
+        proto = n_proto(self.proto_pool(tokens) + self.proto_pool.queries)
+        emo = n_emo(self.emotion_pool(proto) + self.emotion_pool.queries)
+        glob = n_glob(self.global_pool(emo) + self.global_pool.queries)
+        return proto, emo, glob[:, 0]
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        _, emo, glob = self.levels(tokens)
+        per_emotion = einsum(emo, self.emotion_weight, "b k d, k d -> b k") + self.emotion_bias
+        return per_emotion + self.classifier(glob)
+
+
+def build_hsc(config: HSCConfig, *, dim: int, num_emotions: int) -> HSC:
+    """Registry factory ``build(cfg, dim=d, num_emotions=K)``."""
+    reg = get_registry()
+
+    def pool(n: int) -> nn.Module:
+        module = reg.build("memory", config.pooling, dim=dim, queries=n)
+        if not isinstance(getattr(module, "queries", None), torch.Tensor):
+            raise TypeError(
+                f"hsc.pooling {config.pooling.name!r} must expose learned `queries` [n, d]"
+            )
+        return module
+
+    return HSC(
+        dim=dim,
+        num_emotions=num_emotions,
+        proto_pool=pool(num_emotions * config.per_emotion),
+        emotion_pool=pool(num_emotions),
+        global_pool=pool(1),
+        hidden=config.hidden,
+        dropout=config.dropout,
+    )

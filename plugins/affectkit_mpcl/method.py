@@ -1,0 +1,333 @@
+"""``mpcl``: Memory-guided Prototypical Co-occurrence Learning, composed from registered parts.
+
+Forward pass (every part is a registered component chosen by name in the config)::
+
+    T_m      = Enc_m(x_m)                                   tokens per modality [B, T_m, d]
+    P        = MSAF(T_primary, {T_a : a auxiliary})         fused physiological tokens
+    x, y     = pool(P), pool(T_behavioral)                  physiological / behavioral embedding
+    a_x, x̃   = Bank_phys(x);  a_y, ỹ = Bank_behav(y)         relations + enriched representations
+    logits   = HSC([P ‖ T_behavioral ‖ x̃ ‖ ỹ])
+    L        = KL(y_true ‖ softmax(logits))
+               + λ_ground · ½ (KL(y_true ‖ e(a_x)) + KL(y_true ‖ e(a_y)))
+               + λ_prd · PRD(s_x, s_y, U, V) + λ_pcl · PCL(x, y, U, V)
+
+Ablations (the module or its loss term is removed, the rest kept):
+``use_msaf=false`` -> P = [T_primary ‖ T_aux...] concatenated without fusion;
+``use_prd=false`` / ``use_pcl=false`` -> that loss term is dropped;
+``use_hsc=false`` -> logits = MLP([x̃ ‖ ỹ]) instead of the hierarchical head.
+
+``pool`` is one learned Hopfield-pooling query (``embedding_pool=hopfield``) or the mean.
+Evaluation uses an exponential moving average of the weights (``weight_average``,
+averaging.py), a training-procedure choice of affectkit rather than of the paper.
+
+Defaults were chosen by ``benchmarks/mpcl_search.py`` on validation subjects carved out of
+each fold's training subjects (never the test fold); see benchmarks/results/mpcl_search.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from einops import reduce
+from pydantic import Field
+from torch import nn
+
+from affectkit import (
+    ComponentConfig,
+    DataSpec,
+    TorchMethod,
+    UserError,
+    component,
+    get_registry,
+    kl_loss,
+)
+
+from .averaging import WeightAveraged
+
+
+def _c(name: str, description: str, **fields: object):
+    """A sub-component field defaulting to the registered component ``name`` (+ fields)."""
+    return Field(
+        default_factory=lambda: {"name": name, **fields},
+        validate_default=True,
+        description=description,
+    )
+
+
+class MPCLConfig(ComponentConfig):
+    """MPCL: MSAF fusion, prototype banks with PRD and PCL, HSC head (see docs/mpcl.md)."""
+
+    dim: int = Field(32, ge=4, description="shared latent dimension d")
+    primary: str = Field(
+        "auto",
+        description="primary (query) modality of MSAF; auto = eeg, else ppg, else the first "
+        "physiological modality",
+    )
+    auxiliary: list[str] | None = Field(
+        None,
+        description="auxiliary modalities fused into the primary; null = every other "
+        "physiological modality of the dataset",
+    )
+    encoders: dict[str, component("encoder")] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="encoder per modality; unset: channel-tokens for [C, F] inputs, "
+        "projection-tokens for flat ones",
+    )
+    fusion: component("fusion") = _c("msaf", "fusion of the auxiliary into the primary tokens")  # type: ignore[valid-type]
+    bank: component("memory") = _c("prototype-bank", "prototype memory bank (one per group)")  # type: ignore[valid-type]
+    prd: component("loss") = _c("prd", "prototype relation distillation loss")  # type: ignore[valid-type]
+    pcl: component("loss") = _c("pcl", "prototypical co-occurrence (contrastive) loss")  # type: ignore[valid-type]
+    head: component("head") = _c("hsc", "hierarchical compression head + classifier")  # type: ignore[valid-type]
+    embedding_pool: Literal["mean", "hopfield"] = Field(
+        "hopfield",
+        description="how the token sets become the embeddings x, y: mean over tokens, or one "
+        "learned Hopfield-pooling query per branch",
+    )
+    use_msaf: bool = Field(True, description="ablation: false = concatenate tokens, no fusion")
+    use_prd: bool = Field(True, description="ablation: false = drop the PRD loss term")
+    use_pcl: bool = Field(True, description="ablation: false = drop the PCL loss term")
+    use_hsc: bool = Field(True, description="ablation: false = flat MLP on [x̃ ‖ ỹ]")
+    # λ's, embedding_pool and weight_average: benchmarks/results/mpcl_search.md
+    ground_weight: float = Field(1.0, ge=0, description="λ_ground, prototype grounding KL")
+    prd_weight: float = Field(0.1, ge=0, description="λ_prd")
+    pcl_weight: float = Field(0.02, ge=0, description="λ_pcl")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout of the flat head (use_hsc=false)")
+    weight_average: float | None = Field(
+        0.98,
+        ge=0,
+        lt=1,
+        description="momentum of the exponential weight average used for evaluation "
+        "(training procedure, not the paper; null = evaluate the raw weights)",
+    )
+    threads: int | None = Field(
+        1,
+        ge=1,
+        description="torch intra-op CPU threads while mpcl fits and predicts (restored after); "
+        "its many small ops run fastest on one thread, and far slower with several on a busy "
+        "machine; null = keep the caller's setting",
+    )
+
+
+def resolve_primary(primary: str, spec: DataSpec) -> str:
+    """``auto`` -> eeg if present, else ppg, else the first physiological modality."""
+    phys = spec.modalities("physiological")
+    if primary != "auto":
+        if primary not in spec.shapes:
+            raise UserError(
+                f"mpcl: primary modality {primary!r} is not in this dataset (it has "
+                f"{list(spec.shapes)}); set method.primary to one of them, or to auto."
+            )
+        return primary
+    for cand in ("eeg", "ppg"):
+        if cand in phys:
+            return cand
+    if not phys:
+        raise UserError(
+            f"mpcl needs at least one physiological modality; this dataset has "
+            f"{spec.groups}. Mark a modality as physiological in the dataset reader."
+        )
+    return phys[0]
+
+
+@dataclass
+class Parts:
+    """Everything one forward pass computes that the losses need."""
+
+    logits: torch.Tensor  # [B, K]
+    x: torch.Tensor  # physiological embedding [B, d]
+    y: torch.Tensor | None  # behavioral embedding [B, d]
+    s_x: torch.Tensor  # similarities to the physiological prototypes [B, K·P]
+    s_y: torch.Tensor | None
+    a_x: torch.Tensor  # relations (attention) [B, K·P]
+    a_y: torch.Tensor | None
+
+
+class MPCLNet(nn.Module):
+    """The MPCL network: encoders -> MSAF -> prototype banks -> HSC (or ablated variants)."""
+
+    def __init__(self, spec: DataSpec, cfg: MPCLConfig) -> None:
+        super().__init__()
+        reg, d, k = get_registry(), cfg.dim, spec.num_emotions
+        self.cfg = cfg
+        self.primary = resolve_primary(cfg.primary, spec)
+        phys = spec.modalities("physiological")
+        aux = [m for m in phys if m != self.primary] if cfg.auxiliary is None else cfg.auxiliary
+        unknown = [m for m in aux if m not in spec.shapes]
+        if unknown:
+            raise UserError(
+                f"mpcl: auxiliary modalities {unknown} are not in this dataset (it has "
+                f"{list(spec.shapes)}); fix method.auxiliary (null = all other physiological)."
+            )
+        self.auxiliary = [m for m in aux if m != self.primary]
+        self.behavioral = spec.modalities("behavioral")
+        if not self.behavioral and (cfg.use_prd or cfg.use_pcl):
+            raise UserError(
+                "mpcl: PRD and PCL align the physiological with the behavioral space, but this "
+                "dataset has no behavioral modality. Set method.use_prd=false and "
+                "method.use_pcl=false."
+            )
+        unknown_enc = [m for m in cfg.encoders if m not in spec.shapes]
+        if unknown_enc:
+            raise UserError(
+                f"mpcl: method.encoders names {unknown_enc}, not modalities of this dataset "
+                f"({list(spec.shapes)})."
+            )
+        used = [self.primary, *self.auxiliary, *self.behavioral]
+        self.encoders = nn.ModuleDict({m: _encoder(reg, cfg, m, spec.shapes[m], d) for m in used})
+        self.fusion = (
+            reg.build("fusion", cfg.fusion, **_fusion_kwargs(cfg, d, self.auxiliary))
+            if cfg.use_msaf
+            else None
+        )
+        self.bank_phys = reg.build("memory", cfg.bank, dim=d, num_emotions=k)
+        self.bank_behav = (
+            reg.build("memory", cfg.bank, dim=d, num_emotions=k) if self.behavioral else None
+        )
+        self.prd = reg.build("loss", cfg.prd, dim=d) if cfg.use_prd else None
+        self.pcl = reg.build("loss", cfg.pcl, dim=d) if cfg.use_pcl else None
+        self.pools = nn.ModuleDict()
+        if cfg.embedding_pool == "hopfield":
+            for branch in ["physiological", "behavioral"][: 2 if self.behavioral else 1]:
+                self.pools[branch] = reg.build("memory", "hopfield-pooling", dim=d, queries=1)
+        n_vec = 2 if self.behavioral else 1
+        if cfg.use_hsc:
+            self.head = reg.build("head", cfg.head, dim=d, num_emotions=k)
+        else:
+            self.head = nn.Sequential(
+                nn.Linear(n_vec * d, 2 * d),
+                nn.GELU(),
+                nn.Dropout(cfg.dropout),
+                nn.Linear(2 * d, k),
+            )
+
+    def parts(self, batch: dict[str, torch.Tensor]) -> Parts:
+        tokens = {m: enc(batch[m]) for m, enc in self.encoders.items()}
+        aux = {m: tokens[m] for m in self.auxiliary}
+        if self.fusion is not None:
+            phys = self.fusion(tokens[self.primary], aux)
+        else:
+            phys = torch.cat([tokens[self.primary], *aux.values()], dim=1)
+        x = self._embed("physiological", phys)
+        s_x = self.bank_phys.scores(x)
+        a_x = torch.softmax(s_x / self.bank_phys.tau, dim=-1)
+        x_rich = self.bank_phys.enrich(x, a_x)
+        y = s_y = a_y = None
+        if self.bank_behav is not None:
+            behav = torch.cat([tokens[m] for m in self.behavioral], dim=1)
+            y = self._embed("behavioral", behav)
+            s_y = self.bank_behav.scores(y)
+            a_y = torch.softmax(s_y / self.bank_behav.tau, dim=-1)
+            y_rich = self.bank_behav.enrich(y, a_y)
+            seq = [phys, behav, x_rich[:, None], y_rich[:, None]]
+            flat = [x_rich, y_rich]
+        else:
+            seq, flat = [phys, x_rich[:, None]], [x_rich]
+        if self.cfg.use_hsc:
+            logits = self.head(torch.cat(seq, dim=1))
+        else:
+            logits = self.head(torch.cat(flat, dim=-1))
+        return Parts(logits, x, y, s_x, s_y, a_x, a_y)
+
+    def _embed(self, branch: str, tokens: torch.Tensor) -> torch.Tensor:
+        """Token set ``[B, T, d]`` -> embedding ``[B, d]``."""
+        if branch in self.pools:
+            return self.pools[branch](tokens)[:, 0]
+        return reduce(tokens, "b t d -> b d", "mean")
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.parts(batch).logits
+
+    def objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every loss term (unweighted) of one training batch; ``total`` is the weighted sum."""
+        cfg, target = self.cfg, batch["target"]
+        p = self.parts(batch)
+        terms = {"kl": kl_loss(p.logits, target)}
+        ground = self.bank_phys.grounding_loss(p.a_x, target)
+        if self.bank_behav is not None and p.a_y is not None:
+            ground = 0.5 * (ground + self.bank_behav.grounding_loss(p.a_y, target))
+        terms["ground"] = ground
+        total = terms["kl"] + cfg.ground_weight * ground
+        if self.prd is not None:
+            u, v = self.bank_phys.bank, self.bank_behav.bank
+            terms["prd"] = self.prd(p.s_x, p.s_y, u, v)
+            total = total + cfg.prd_weight * terms["prd"]
+        if self.pcl is not None:
+            u, v = self.bank_phys.bank, self.bank_behav.bank
+            terms["pcl"] = self.pcl(p.x, p.y, u, v)
+            total = total + cfg.pcl_weight * terms["pcl"]
+        terms["total"] = total
+        return terms
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, restoring the previous count."""
+    if n is None or (torch.get_num_threads() == n):
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _encoder(reg, cfg: MPCLConfig, modality: str, shape: tuple[int, ...], dim: int) -> nn.Module:
+    if modality in cfg.encoders:
+        enc_cfg = cfg.encoders[modality]
+    else:
+        enc_cfg = {"name": "channel-tokens" if len(shape) >= 2 else "projection-tokens"}
+    return reg.build("encoder", enc_cfg, in_shape=tuple(shape), dim=dim)
+
+
+def _fusion_kwargs(cfg: MPCLConfig, dim: int, auxiliary: list[str]) -> dict:
+    """MSAF takes the auxiliary names (one gate each); other fusions get the interface's ``dim``."""
+    kwargs: dict = {"dim": dim}
+    if cfg.fusion.name == "msaf":
+        kwargs["auxiliary"] = auxiliary
+    return kwargs
+
+
+class MPCL(TorchMethod):
+    """MPCL (Li et al. 2026, adopted reading in docs/mpcl.md) trained with KL + its losses."""
+
+    # Chosen on training-subject validation by benchmarks/mpcl_search.py (table and selection
+    # rule in benchmarks/results/mpcl_search.md; the rule breaks near-ties by training cost so
+    # that `affectkit bench --method mpcl` fits in 60 s on 2 CPU cores). Full runs: raise
+    # train.epochs and train.patience.
+    train_defaults: ClassVar[dict] = {"epochs": 8, "batch_size": 256, "lr": 3e-3, "patience": 2}
+
+    # fit() sets the thread count and loss() updates the weight average in place: neither
+    # survives the core's vmapped fold-parallel path, so folds are trained one by one
+    fold_parallel: ClassVar[bool] = False
+
+    def build_model(self) -> nn.Module:
+        net = MPCLNet(self.spec, self.config)
+        if self.config.weight_average is None:
+            return net
+        return WeightAveraged(net, self.config.weight_average)
+
+    @property
+    def net(self) -> MPCLNet:
+        """The trained network (inside the weight-averaging wrapper if there is one)."""
+        assert self.model is not None, "fit or load the method first"
+        return self.model.net if isinstance(self.model, WeightAveraged) else self.model
+
+    def fit(self, train, valid=None, progress=None):  # type: ignore[no-untyped-def]
+        with _torch_threads(self.config.threads):
+            return super().fit(train, valid, progress)
+
+    def predict(self, data):  # type: ignore[no-untyped-def]
+        with _torch_threads(self.config.threads):
+            return super().predict(data)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # the loop calls loss() once per optimiser step: average the weights of the last step
+        if isinstance(self.model, WeightAveraged):
+            self.model.update()
+        return self.net.objective(batch)["total"]

@@ -1,0 +1,102 @@
+"""Modern Hopfield retrieval: closed form, limits in β, multi-scale and pooling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from affectkit_mpcl.hopfield import HopfieldPooling, HopfieldRetrieval
+from einops import rearrange
+
+
+def closed_form(m: HopfieldRetrieval, q, k, beta):
+    """softmax(β (q W_Q)(k W_K)ᵀ)(k W_V) W_O per head, written out."""
+    Q, K, V = m.w_q(q), m.w_k(k), m.w_v(k)
+    Q, K, V = (rearrange(t, "b s (h e) -> b h s e", h=m.heads) for t in (Q, K, V))
+    A = torch.softmax(beta * Q @ K.transpose(-1, -2), dim=-1)
+    return m.w_o(rearrange(A @ V, "b h s e -> b s (h e)"))
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_retrieval_equals_closed_form(heads):
+    torch.manual_seed(0)
+    m = HopfieldRetrieval(dim=8, heads=heads).eval()
+    q, k = torch.randn(3, 5, 8), torch.randn(3, 7, 8)
+    for beta in (None, 0.3, 2.0):
+        b = m.beta if beta is None else beta
+        torch.testing.assert_close(m(q, k, beta=beta), closed_form(m, q, k, b))
+    assert m.beta == pytest.approx(1 / math.sqrt(8 // heads))
+
+
+def test_multi_scale_and_mix_equal_separate_retrievals():
+    torch.manual_seed(1)
+    m = HopfieldRetrieval(dim=8, heads=2).eval()
+    q, k = torch.randn(2, 4, 8), torch.randn(2, 6, 8)
+    betas = [0.1, 1.0, 5.0]
+    stacked = m(q, k, beta=betas)  # [B, n, Q, d]
+    assert stacked.shape == (2, 3, 4, 8)
+    for i, b in enumerate(betas):
+        torch.testing.assert_close(stacked[:, i], closed_form(m, q, k, b))
+    mix = torch.softmax(torch.randn(2, 4, 3), dim=-1)
+    expected = (rearrange(mix, "b q n -> b n q 1") * stacked).sum(1)
+    torch.testing.assert_close(m(q, k, beta=betas, mix=mix), expected)
+
+
+def test_shared_memory_broadcasts_to_batch():
+    torch.manual_seed(2)
+    m = HopfieldRetrieval(dim=8).eval()
+    q, bank = torch.randn(4, 3, 8), torch.randn(5, 8)
+    torch.testing.assert_close(m(q, bank), m(q, bank.expand(4, 5, 8)))
+    assert m(q[0], bank).shape == (3, 8)  # unbatched in, unbatched out
+
+
+def test_large_beta_retrieves_nearest_pattern():
+    torch.manual_seed(3)
+    m = HopfieldRetrieval(dim=16, project=False)
+    stored = torch.nn.functional.normalize(torch.randn(6, 16), dim=-1)
+    query = stored + 0.05 * torch.randn(6, 16)  # each query near its own pattern
+    out = m(query, stored, beta=1e3)
+    torch.testing.assert_close(out, stored, atol=1e-4, rtol=0)
+    # a small β mixes, so the same queries no longer return the stored patterns
+    assert (m(query, stored, beta=1.0) - stored).abs().max() > 0.1
+
+
+def test_small_beta_returns_mean():
+    torch.manual_seed(4)
+    m = HopfieldRetrieval(dim=8, project=False)
+    stored = torch.randn(2, 9, 8)
+    out = m(torch.randn(2, 3, 8), stored, beta=1e-6)
+    torch.testing.assert_close(out, stored.mean(1, keepdim=True).expand(2, 3, 8), atol=1e-5, rtol=0)
+
+
+def test_weights_are_distributions():
+    m = HopfieldRetrieval(dim=8, heads=2)
+    w = m.weights(torch.randn(2, 3, 8), torch.randn(2, 5, 8))
+    assert w.shape == (2, 2, 3, 5)
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 2, 3))
+
+
+def test_heads_must_divide_dim():
+    with pytest.raises(ValueError, match="not divisible"):
+        HopfieldRetrieval(dim=10, heads=3)
+
+
+def test_pooling_uses_learned_queries():
+    torch.manual_seed(5)
+    pool = HopfieldPooling(dim=8, queries=3).eval()
+    tokens = torch.randn(4, 7, 8)
+    out = pool(tokens)
+    assert out.shape == (4, 3, 8)
+    state = pool.queries.expand(4, 3, 8)
+    expected = closed_form(pool.retrieval, state, tokens, pool.retrieval.beta)
+    torch.testing.assert_close(out, expected)
+    # permuting the token set leaves a pooled summary unchanged (set pooling)
+    torch.testing.assert_close(pool(tokens[:, torch.randperm(7)]), out, atol=1e-5, rtol=1e-5)
+
+
+def test_registry_builds_memories(registry):
+    m = registry.get("memory", "hopfield").build({"heads": 2, "beta": 0.5}, dim=8)
+    assert isinstance(m, HopfieldRetrieval) and m.heads == 2 and m.beta == 0.5
+    p = registry.get("memory", "hopfield-pooling").build(None, dim=8, queries=4)
+    assert p.queries.shape == (4, 8)

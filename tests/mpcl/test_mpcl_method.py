@@ -1,0 +1,191 @@
+"""The mpcl method: composition, ablations, gradients, determinism, save/load, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from affectkit import DataSpec, EmotionDataset, TrainConfig, UserError
+
+TINY = {"name": "synthetic", "subjects": 4, "trials": 8, "windows": 6}
+
+
+@pytest.fixture(scope="module")
+def tiny() -> EmotionDataset:
+    from affectkit import get_registry
+    from affectkit.datasets import load_dataset
+
+    cfg = get_registry().get("dataset", "synthetic").config_cls(**TINY, cache=False)
+    return load_dataset(cfg, use_cache=False)
+
+
+def build(registry, spec: DataSpec, seed: int = 0, epochs: int = 2, **cfg):
+    train = TrainConfig(epochs=epochs, batch_size=32, patience=0)
+    return registry.get("method", "mpcl").build(
+        {"dim": 16, **cfg}, spec=spec, train=train, seed=seed, device="cpu"
+    )
+
+
+def batch_of(data: EmotionDataset, n: int = 16) -> dict[str, torch.Tensor]:
+    out = {m: torch.from_numpy(x[:n]) for m, x in data.modalities.items()}
+    out["target"] = torch.from_numpy(data.targets[:n])
+    return out
+
+
+def test_registered_parts_and_tags(registry):
+    assert registry.get("method", "mpcl").tags == {"mpcl"}
+    assert "mpcl" not in registry.names("method", tag="baseline")
+    for kind, name in [
+        ("memory", "hopfield"),
+        ("memory", "hopfield-pooling"),
+        ("memory", "prototype-bank"),
+        ("fusion", "msaf"),
+        ("loss", "prd"),
+        ("loss", "pcl"),
+        ("head", "hsc"),
+        ("encoder", "channel-tokens"),
+        ("encoder", "projection-tokens"),
+    ]:
+        assert (kind, name) in registry
+
+
+ABLATIONS = [
+    {},
+    {"use_msaf": False},
+    {"use_prd": False},
+    {"use_pcl": False},
+    {"use_hsc": False},
+    {"embedding_pool": "hopfield"},
+]
+
+
+@pytest.mark.parametrize("switch", ABLATIONS, ids=lambda s: next(iter(s), "full"))
+def test_one_step_reaches_every_parameter(registry, tiny, switch):
+    method = build(registry, tiny.spec, **switch)
+    torch.manual_seed(0)
+    method.model = method.build_model()
+    method.model.train()
+    terms = method.net.objective(batch_of(tiny))
+    terms["total"].backward()
+    trained = [(n, p) for n, p in method.model.named_parameters() if p.requires_grad]
+    assert {id(p) for _, p in trained} == {id(p) for p in method.net.parameters()}
+    dead = [n for n, p in trained if p.grad is None or not p.grad.any()]
+    assert not dead, f"no gradient reaches {dead}"
+    expected = {"kl", "ground", "total"} | ({"prd"} if switch.get("use_prd", True) else set())
+    expected |= {"pcl"} if switch.get("use_pcl", True) else set()
+    assert set(terms) == expected
+    assert all(torch.isfinite(t) for t in terms.values())
+
+
+def test_ablations_remove_their_module(registry, tiny):
+    from affectkit_mpcl.hsc import HSC
+
+    def net(**s):
+        return build(registry, tiny.spec, weight_average=None, **s).build_model()
+
+    full = net()
+    assert full.fusion is not None and full.prd is not None and full.pcl is not None
+    assert isinstance(full.head, HSC)
+    assert net(use_msaf=False).fusion is None
+    assert net(use_prd=False).prd is None
+    assert net(use_pcl=False).pcl is None
+    assert not isinstance(net(use_hsc=False).head, HSC)
+    # MSAF off: the auxiliary tokens are concatenated instead of fused
+    b = batch_of(tiny, 4)
+    n = net(use_msaf=False)
+    assert full.primary == "eeg" and set(full.auxiliary) == {"gsr", "ppg"}
+    tokens = sum(n.encoders[m].num_tokens for m in ["eeg", "gsr", "ppg"])
+    with torch.no_grad():
+        assert n.parts(b).logits.shape == (4, 10)
+        phys = torch.cat([n.encoders[m](b[m]) for m in ["eeg", "gsr", "ppg"]], 1)
+    assert phys.shape[1] == tokens
+
+
+def test_fit_predict_distributions_determinism_and_roundtrip(registry, tiny):
+    train, test = tiny.subset(np.arange(0, 144)), tiny.subset(np.arange(144, 192))
+    a = build(registry, tiny.spec, seed=3)
+    a.fit(train)
+    pa = a.predict(test)
+    assert pa.shape == (48, 10) and (pa >= 0).all()
+    np.testing.assert_allclose(pa.sum(1), 1.0, atol=1e-6)
+    b = build(registry, tiny.spec, seed=3)
+    b.fit(train)
+    np.testing.assert_array_equal(pa, b.predict(test))  # same seed, same numbers
+    c = build(registry, tiny.spec, seed=4)
+    c.fit(train)
+    assert not np.allclose(pa, c.predict(test))
+    d = build(registry, tiny.spec, seed=3)
+    d.load_state_dict(a.state_dict())
+    np.testing.assert_array_equal(pa, d.predict(test))
+
+
+def test_threads_setting_is_restored(registry, tiny):
+    before = torch.get_num_threads()
+    m = build(registry, tiny.spec, epochs=1, threads=before + 1)
+    m.fit(tiny.subset(np.arange(32)))
+    assert torch.get_num_threads() == before
+    m.predict(tiny.subset(np.arange(8)))
+    assert torch.get_num_threads() == before
+
+
+def test_dataset_without_behavioral_needs_prd_pcl_off(registry, tiny):
+    phys_only = DataSpec(
+        {m: s for m, s in tiny.spec.shapes.items() if m != "behavioral"},
+        {m: g for m, g in tiny.spec.groups.items() if m != "behavioral"},
+        tiny.spec.emotions,
+    )
+    with pytest.raises(UserError, match="use_prd=false"):
+        build(registry, phys_only).build_model()
+    net = build(registry, phys_only, use_prd=False, use_pcl=False).build_model()
+    b = {k: v for k, v in batch_of(tiny, 4).items() if k != "behavioral"}
+    assert net(b).shape == (4, 10)
+
+
+def test_bad_modality_names_are_user_errors(registry, tiny):
+    with pytest.raises(UserError, match=r"method\.auxiliary"):
+        build(registry, tiny.spec, auxiliary=["temp"]).build_model()
+    with pytest.raises(UserError, match=r"method\.encoders"):
+        build(registry, tiny.spec, encoders={"face": "projection-tokens"}).build_model()
+    with pytest.raises(UserError, match="primary"):
+        build(registry, tiny.spec, primary="ppg_raw").build_model()
+
+
+def test_config_composes_registered_components_by_name(registry, tiny):
+    cfg = registry.get("method", "mpcl").config_cls.model_validate(
+        {
+            "name": "mpcl",
+            "fusion": {"name": "msaf", "scales": [1.0, 8.0]},
+            "encoders": {"behavioral": {"name": "projection-tokens", "tokens": 2}},
+        }
+    )
+    assert cfg.fusion.scales == [1.0, 8.0] and cfg.bank.name == "prototype-bank"
+    method = build(registry, tiny.spec, **cfg.model_dump(exclude={"name", "dim"}))
+    method.model = method.build_model()
+    net = method.net
+    assert net.encoders["behavioral"].num_tokens == 2
+    assert len(net.fusion.betas) == 2
+    with pytest.raises(ValueError, match="unknown fusion 'msa'"):
+        registry.get("method", "mpcl").config_cls.model_validate(
+            {"name": "mpcl", "fusion": {"name": "msa"}}
+        )
+
+
+def test_wesad_like_dataset_uses_ppg_as_primary(registry):
+    """No EEG: flat wrist features; ppg becomes the MSAF primary, gsr and temp auxiliaries."""
+    shapes = {"ppg": (27,), "gsr": (28,), "temp": (6,), "behavioral": (12,)}
+    groups = {
+        "ppg": "physiological",
+        "gsr": "physiological",
+        "temp": "physiological",
+        "behavioral": "behavioral",
+    }
+    spec = DataSpec(shapes, groups, tuple(f"e{i}" for i in range(10)))  # type: ignore[arg-type]
+    method = build(registry, spec, weight_average=None)
+    net = method.build_model()
+    assert net.primary == "ppg" and net.auxiliary == ["gsr", "temp"]
+    batch = {m: torch.randn(5, *s) for m, s in shapes.items()}
+    batch["target"] = torch.softmax(torch.randn(5, 10), -1)
+    assert net(batch).shape == (5, 10)
+    terms = net.objective(batch)
+    assert torch.isfinite(terms["total"])

@@ -97,6 +97,18 @@ def _parse_seeds(seeds: str | None) -> list[int] | None:
         raise UserError(f"--seeds {seeds!r}: expected integers, e.g. --seeds 0,1,2") from None
 
 
+def _progress() -> Progress:
+    """The fold/epoch progress display shared by bench and train (on stderr, transient)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
 class _RichCallbacks:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -233,14 +245,7 @@ def bench(
     )
     with (
         _interrupted_exit(resume),
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        ) as progress,
+        _progress() as progress,
     ):
         results, run_dir = run_bench(
             configs,
@@ -360,14 +365,7 @@ def train(
     )[0]
     with (
         _interrupted_exit(f"nothing was written to {out}"),
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        ) as progress,
+        _progress() as progress,
     ):
         cb = _RichCallbacks(progress)
         progress.update(cb.folds, description=f"{names[0]}: all data", total=1)

@@ -45,3 +45,21 @@ def cli_env():
     ``from conftest import ...`` would pick whichever was imported first.
     """
     return _cli_env
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """``run_cli(*args) -> (exit code, whitespace-folded output)`` of an in-process CLI run."""
+    from affectkit import cli
+
+    # rich folds long paths at the terminal width
+    monkeypatch.setattr(cli.err_console, "_width", 1000)
+    monkeypatch.setattr(cli.console, "_width", 1000)
+
+    def run(*args):
+        with pytest.raises(SystemExit) as exc:
+            cli.main([str(a) for a in args])
+        out = capsys.readouterr()
+        return exc.value.code, " ".join((out.out + out.err).split())
+
+    return run

@@ -5,7 +5,6 @@ import pytest
 from affectkit_datasets.dmer import EMOTIONS, DmerReader
 from scipy.io import loadmat, savemat
 
-from affectkit.cli import main
 from affectkit.datasets import load_dataset
 from affectkit.errors import UserError
 from affectkit.plugins import get_registry
@@ -16,23 +15,6 @@ TINY = {"subjects": 3, "trials": 8, "windows": 6}
 def dmer(tmp_path, **kw):
     cfg = get_registry().get("dataset", "dmer").config_cls(data_dir=tmp_path, **kw)
     return load_dataset(cfg, use_cache=False)
-
-
-@pytest.fixture
-def run_cli(capsys, monkeypatch):
-    from affectkit import cli
-
-    # rich folds long paths at the terminal width
-    monkeypatch.setattr(cli.err_console, "_width", 1000)
-    monkeypatch.setattr(cli.console, "_width", 1000)
-
-    def run(*args):
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        out = capsys.readouterr()
-        return exc.value.code, " ".join((out.out + out.err).split())
-
-    return run
 
 
 def write_subject(folder, sid, n_per_trial=(3, 2), trials=(5, 0), split=None, seed=0):

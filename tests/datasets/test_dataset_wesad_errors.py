@@ -8,25 +8,7 @@ import numpy as np
 import pytest
 from affectkit_datasets.safe_pickle import load_data_pickle
 
-from affectkit.cli import main
 from affectkit.errors import UserError
-
-
-@pytest.fixture
-def run_cli(capsys, monkeypatch):
-    from affectkit import cli
-
-    # rich folds long paths at the terminal width
-    monkeypatch.setattr(cli.err_console, "_width", 1000)
-    monkeypatch.setattr(cli.console, "_width", 1000)
-
-    def run(*args):
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        out = capsys.readouterr()
-        return exc.value.code, " ".join((out.out + out.err).split())
-
-    return run
 
 
 def bench(run_cli, root, tmp_path, *extra):

@@ -320,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--method", default="mpcl", help="score another method on the same inner splits"
     )
+    ap.add_argument(
+        "--seeds", default=None, help="comma-separated seeds for an ad-hoc candidate (default 0)"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "mpcl_search.md")
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument(
@@ -346,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mpcl_search_") as tmp:
         for name, overrides in todo.items():
             seeds = SEEDS.get(ROUND.get(name, 0), [0])
+            if args.seeds and name not in CANDIDATES:
+                seeds = [int(x) for x in args.seeds.split(",")]
             rows.append(score(name, overrides, seeds, Path(tmp), args.method))
             _print(rows[-1])
         for ref in refs:

@@ -8,7 +8,7 @@ Every part is registered on its own, so that other methods can reuse it by name:
 - ``loss``: ``prd`` (prototype relation distillation), ``pcl`` (prototypical co-occurrence
   learning, CLOOB-style);
 - ``head``: ``hsc`` (hierarchical semantic compression + distribution classifier);
-- ``encoder``: ``channel-tokens``, ``projection-tokens``;
+- ``encoder``: ``channel-tokens``, ``graph-tokens`` (learned channel graph), ``projection-tokens``;
 - ``method``: ``mpcl``, composed from the above by name (docs/mpcl.md).
 """
 
@@ -22,6 +22,7 @@ from .encoders import (
     build_channel_tokens,
     build_projection_tokens,
 )
+from .graph_tokens import GraphTokensConfig, build_graph_tokens
 from .hopfield import (
     HopfieldConfig,
     HopfieldPoolingConfig,
@@ -40,6 +41,7 @@ from .prototypes import PrototypeBankConfig, build_prototype_bank
 def affectkit_register(registry: Registry) -> None:
     reg = registry.register
     reg("encoder", "channel-tokens", build_channel_tokens, ChannelTokensConfig, tags={"mpcl"})
+    reg("encoder", "graph-tokens", build_graph_tokens, GraphTokensConfig, tags={"mpcl"})
     reg(
         "encoder",
         "projection-tokens",

@@ -6,12 +6,16 @@ behavioral tokens, semantics-enriched embeddings)::
     H_proto = LN(Q_proto + Pool_{K·P}(X))        [B, K·P, d]   prototype level
     H_emo   = LN(Q_emo   + Pool_K(H_proto))      [B, K, d]     emotion level
     h_glob  = LN(q_glob  + Pool_1(H_emo))        [B, d]        global level
-    logit_k = ⟨w_k, H_emo,k⟩ + MLP(h_glob)_k      distribution classifier; ŷ = softmax(logit)
+    logit_k = ⟨w_k, H_emo,k⟩ + MLP([h_glob ‖ s])_k   distribution classifier; ŷ = softmax(logit)
 
 Each level's learned queries are the Hopfield state patterns (the residual adds them back
 so that a level keeps its identity when the retrieval is diffuse). Emotion k's logit reads
 its own emotion-level vector (per-emotion weights w_k) plus a global MLP that can express
-interactions between emotions (co-occurrence, valence trade-off).
+interactions between emotions (co-occurrence, valence trade-off). ``s`` is an optional
+sample summary (in ``mpcl``: the semantics-enriched embeddings [x̃ ‖ ỹ]) that the classifier
+reads beside the compressed hierarchy (``summary=true``); learned pooling queries are the
+same for every sample, so without it the hierarchy alone must carry everything sample-specific
+through averages of tokens.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ class HSCConfig(ComponentConfig):
     per_emotion: int = Field(4, ge=1, description="prototype-level queries per emotion P")
     hidden: int = Field(64, ge=1, description="width of the global classifier MLP")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout in the classifier")
+    summary: bool = Field(
+        True,
+        description="the classifier also reads the caller's sample summary (mpcl: [x̃ ‖ ỹ]) "
+        "beside h_glob; false = the hierarchy alone",
+    )
     pooling: component("memory") = Field(  # type: ignore[valid-type]
         default_factory=lambda: {"name": "hopfield-pooling"},
         validate_default=True,
@@ -50,14 +59,19 @@ class HSC(Head):
         global_pool: nn.Module,
         hidden: int = 64,
         dropout: float = 0.1,
+        summary_dim: int = 0,
     ) -> None:
         super().__init__()
+        self.summary_dim = summary_dim
         self.proto_pool, self.emotion_pool, self.global_pool = proto_pool, emotion_pool, global_pool
         self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(3)])
         self.emotion_weight = nn.Parameter(torch.randn(num_emotions, dim) / dim**0.5)
         self.emotion_bias = nn.Parameter(torch.zeros(num_emotions))
         self.classifier = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_emotions)
+            nn.Linear(dim + summary_dim, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_emotions),
         )
 
     def levels(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -68,14 +82,24 @@ class HSC(Head):
         glob = n_glob(self.global_pool(emo) + self.global_pool.queries)
         return proto, emo, glob[:, 0]
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, summary: torch.Tensor | None = None) -> torch.Tensor:
+        """``tokens [B, T, d]`` (+ ``summary [B, summary_dim]`` if built with one) -> ``[B, K]``."""
         _, emo, glob = self.levels(tokens)
         per_emotion = einsum(emo, self.emotion_weight, "b k d, k d -> b k") + self.emotion_bias
+        if self.summary_dim:
+            if summary is None or summary.shape[-1] != self.summary_dim:
+                got = None if summary is None else tuple(summary.shape)
+                raise ValueError(f"HSC was built for a summary [B, {self.summary_dim}], got {got}")
+            glob = torch.cat([glob, summary], dim=-1)
         return per_emotion + self.classifier(glob)
 
 
-def build_hsc(config: HSCConfig, *, dim: int, num_emotions: int) -> HSC:
-    """Registry factory ``build(cfg, dim=d, num_emotions=K)``."""
+def build_hsc(config: HSCConfig, *, dim: int, num_emotions: int, summary_dim: int = 0) -> HSC:
+    """Registry factory ``build(cfg, dim=d, num_emotions=K[, summary_dim=...])``.
+
+    ``summary_dim`` is the width of the sample summary the caller will pass; it is ignored
+    (no summary read) when ``config.summary`` is false.
+    """
     reg = get_registry()
 
     def pool(n: int) -> nn.Module:
@@ -94,4 +118,5 @@ def build_hsc(config: HSCConfig, *, dim: int, num_emotions: int) -> HSC:
         global_pool=pool(1),
         hidden=config.hidden,
         dropout=config.dropout,
+        summary_dim=summary_dim if config.summary else 0,
     )

@@ -82,10 +82,11 @@ class MPCLConfig(ComponentConfig):
     prd: component("loss") = _c("prd", "prototype relation distillation loss")  # type: ignore[valid-type]
     pcl: component("loss") = _c("pcl", "prototypical co-occurrence (contrastive) loss")  # type: ignore[valid-type]
     head: component("head") = _c("hsc", "hierarchical compression head + classifier")  # type: ignore[valid-type]
-    embedding_pool: Literal["mean", "hopfield"] = Field(
+    embedding_pool: Literal["mean", "hopfield", "flatten"] = Field(
         "hopfield",
-        description="how the token sets become the embeddings x, y: mean over tokens, or one "
-        "learned Hopfield-pooling query per branch",
+        description="how the token sets become the embeddings x, y: mean over tokens, one "
+        "learned Hopfield-pooling query per branch, or a linear map of the flattened tokens "
+        "(keeps which token said what, as DGCNN's readout does)",
     )
     use_msaf: bool = Field(True, description="ablation: false = concatenate tokens, no fusion")
     use_prd: bool = Field(True, description="ablation: false = drop the PRD loss term")
@@ -190,12 +191,20 @@ class MPCLNet(nn.Module):
         self.prd = reg.build("loss", cfg.prd, dim=d) if cfg.use_prd else None
         self.pcl = reg.build("loss", cfg.pcl, dim=d) if cfg.use_pcl else None
         self.pools = nn.ModuleDict()
-        if cfg.embedding_pool == "hopfield":
-            for branch in ["physiological", "behavioral"][: 2 if self.behavioral else 1]:
+        branches = {"physiological": self._phys_tokens(), "behavioral": self._behav_tokens()}
+        for branch, n_tokens in branches.items():
+            if branch == "behavioral" and not self.behavioral:
+                continue
+            if cfg.embedding_pool == "hopfield":
                 self.pools[branch] = reg.build("memory", "hopfield-pooling", dim=d, queries=1)
+            elif cfg.embedding_pool == "flatten":
+                self.pools[branch] = nn.Sequential(
+                    nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(n_tokens * d, d)
+                )
         n_vec = 2 if self.behavioral else 1
         if cfg.use_hsc:
-            self.head = reg.build("head", cfg.head, dim=d, num_emotions=k)
+            head_kwargs = {"summary_dim": n_vec * d} if cfg.head.name == "hsc" else {}
+            self.head = reg.build("head", cfg.head, dim=d, num_emotions=k, **head_kwargs)
         else:
             self.head = nn.Sequential(
                 nn.Linear(n_vec * d, 2 * d),
@@ -226,16 +235,28 @@ class MPCLNet(nn.Module):
             flat = [x_rich, y_rich]
         else:
             seq, flat = [phys, x_rich[:, None]], [x_rich]
-        if self.cfg.use_hsc:
+        if self.cfg.use_hsc and getattr(self.head, "summary_dim", 0):
+            logits = self.head(torch.cat(seq, dim=1), summary=torch.cat(flat, dim=-1))
+        elif self.cfg.use_hsc:
             logits = self.head(torch.cat(seq, dim=1))
         else:
             logits = self.head(torch.cat(flat, dim=-1))
         return Parts(logits, x, y, s_x, s_y, a_x, a_y)
 
+    def _phys_tokens(self) -> int:
+        """Number of fused physiological tokens (MSAF keeps the primary's token count)."""
+        names = [self.primary] if self.cfg.use_msaf else [self.primary, *self.auxiliary]
+        return sum(int(self.encoders[m].num_tokens) for m in names)
+
+    def _behav_tokens(self) -> int:
+        return sum(int(self.encoders[m].num_tokens) for m in self.behavioral)
+
     def _embed(self, branch: str, tokens: torch.Tensor) -> torch.Tensor:
         """Token set ``[B, T, d]`` -> embedding ``[B, d]``."""
-        if branch in self.pools:
+        if self.cfg.embedding_pool == "hopfield":
             return self.pools[branch](tokens)[:, 0]
+        if self.cfg.embedding_pool == "flatten":
+            return self.pools[branch](tokens)
         return reduce(tokens, "b t d -> b d", "mean")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -45,6 +45,7 @@ def test_registered_parts_and_tags(registry):
         ("loss", "pcl"),
         ("head", "hsc"),
         ("encoder", "channel-tokens"),
+        ("encoder", "graph-tokens"),
         ("encoder", "projection-tokens"),
     ]:
         assert (kind, name) in registry
@@ -57,6 +58,10 @@ ABLATIONS = [
     {"use_pcl": False},
     {"use_hsc": False},
     {"embedding_pool": "hopfield"},
+    {"embedding_pool": "mean"},
+    {"embedding_pool": "flatten", "encoders": {"eeg": {"name": "graph-tokens"}}},
+    {"embedding_pool": "flatten", "use_msaf": False},
+    {"head": {"name": "hsc", "summary": False}},
 ]
 
 
@@ -100,6 +105,24 @@ def test_ablations_remove_their_module(registry, tiny):
         assert n.parts(b).logits.shape == (4, 10)
         phys = torch.cat([n.encoders[m](b[m]) for m in ["eeg", "gsr", "ppg"]], 1)
     assert phys.shape[1] == tokens
+
+
+def test_hsc_classifier_reads_the_enriched_summary(registry, tiny):
+    """With summary on, changing [x̃ ‖ ỹ] alone changes the logits; off, it cannot."""
+    for summary in (True, False):
+        torch.manual_seed(0)
+        net = build(
+            registry, tiny.spec, weight_average=None, head={"name": "hsc", "summary": summary}
+        )
+        net = net.build_model().eval()
+        tokens = torch.randn(4, 7, 16)
+        s = torch.randn(4, 32)
+        with torch.no_grad():
+            changed = net.head(tokens, summary=s) - net.head(tokens, summary=s + 1.0)
+        assert net.head.summary_dim == (32 if summary else 0)
+        assert changed.abs().max() > 1e-4 if summary else changed.abs().max() == 0
+    with pytest.raises(ValueError, match="summary"):
+        build(registry, tiny.spec, weight_average=None).build_model().head(tokens)
 
 
 def test_fit_predict_distributions_determinism_and_roundtrip(registry, tiny):

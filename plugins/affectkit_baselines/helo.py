@@ -242,7 +242,7 @@ class HeLoNet(nn.Module):
                         outer=outer,
                         inner=inner,
                     )  # [B, 36, 36]
-                p = transport(p, plan)
+                p = transport(p, plan.to(p.dtype))
             streams.append(p)
         if self.behavioral:
             streams.append(v)

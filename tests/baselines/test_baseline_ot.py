@@ -59,3 +59,16 @@ def test_transport_is_a_barycentric_map():
     # and with the identity coupling on equal sets, transport returns the source
     eye = torch.eye(8).expand(3, 8, 8) / 8
     torch.testing.assert_close(transport(x, eye), x)
+
+
+def test_plan_is_solved_in_float32_under_bf16_autocast():
+    # mixed-precision training (train.amp) must not change the plan: bf16 Sinkhorn scalings
+    # lose the marginals, so the solver turns autocast off and works in float32
+    x, y = _tokens(3, 30), _tokens(3, 36, seed=5)
+    exact = gromov_wasserstein(cosine_cost(x), cosine_cost(y))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plan = gromov_wasserstein(cosine_cost(x).bfloat16(), cosine_cost(y).bfloat16())
+    assert plan.dtype == torch.float32
+    # the inputs were rounded to bf16, the solve was not: same plan to bf16 input precision
+    torch.testing.assert_close(plan, exact, atol=2e-4, rtol=0.05)
+    torch.testing.assert_close(plan.sum(-1), torch.full((3, 30), 1 / 30), atol=1e-3 / 30, rtol=0)

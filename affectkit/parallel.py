@@ -7,7 +7,8 @@ and one vmapped step trains all of them: for fold f with parameters θ_f and bat
     L(θ_1..θ_F) = Σ_f loss_f(θ_f; B_f),   ∂L/∂θ_f = ∂loss_f/∂θ_f,
 
 so the gradients are exactly the per-fold gradients; AdamW is element-wise, gradient
-clipping is done per fold, early stopping keeps each fold's own best weights. Each fold
+clipping is done per fold, early stopping keeps each fold's own best weights; per-step state
+(a weight average, say) is updated by ``TorchMethod.after_step_stacked``. Each fold
 keeps its own seed (initialisation and batch order), its own training-split standardiser
 (applied on the fly to the shared data tensor, so memory is one copy of the data plus F sets
 of statistics) and its own validation split. Results equal sequential training up to float
@@ -115,6 +116,7 @@ def run_folds_parallel(
     params, buffers = stack_module_state([m.model for m in methods])  # each [F, ...]
     proto = methods[0]
     proto.model = copy.deepcopy(methods[0].model)
+    assert proto.model is not None
     loss_mod, logits_mod = _Call(proto, "loss"), _Call(proto, "logits")
 
     # one copy of the raw data on the device; per-fold statistics applied on the fly
@@ -163,6 +165,7 @@ def run_folds_parallel(
     has_valid = val_idx.shape[1] > 0
     epochs_run = torch.zeros(n_folds, dtype=torch.long)
     for epoch in range(tcfg.epochs):
+        proto.model.train()
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
         order = torch.gather(fit_idx, 1, perms)
         total = torch.zeros(n_folds, device=device)
@@ -175,10 +178,13 @@ def run_folds_parallel(
             if tcfg.grad_clip is not None:
                 _clip_per_fold(leaves, tcfg.grad_clip)
             opt.step()
+            with torch.no_grad():
+                proto.after_step_stacked(params, buffers)
             total += losses.detach().float()
         sched.step()
         epochs_run += (~stopped).long()
         if has_valid:
+            proto.model.eval()  # as train_loop validates: no dropout, eval-mode modules
             with torch.no_grad(), autocast:
                 vkl = _valid_kl(v_logits, params, buffers, gather, val_idx, tcfg.batch_size * 8)
             improved = (vkl < best_kl - 1e-6) & ~stopped

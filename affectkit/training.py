@@ -102,8 +102,13 @@ def train_loop(
     *,
     seed: int,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """AdamW over shuffled mini-batches; keeps the weights of the best validation KL."""
+    """AdamW over shuffled mini-batches; keeps the weights of the best validation KL.
+
+    ``after_step`` (optional) is called right after every optimiser step, e.g. to update
+    per-step state such as a weight average (:meth:`TorchMethod.after_step`).
+    """
     device = next(iter(train.values())).device
     n = next(iter(train.values())).shape[0]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -130,6 +135,8 @@ def train_loop(
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
+            if after_step is not None:
+                after_step()
             total += loss.detach()
         sched.step()
         record = {"epoch": epoch + 1, "train_loss": float(total) / steps}
@@ -207,6 +214,26 @@ class TorchMethod(Method):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return kl_loss(self.logits(batch), batch["target"])
 
+    def after_step(self) -> None:
+        """Called by the training loop right after every optimiser step (default: nothing).
+
+        The place for per-step state that is not a gradient update, such as an exponential
+        weight average: ``loss`` may not change the model in place, because fold-parallel
+        training evaluates it under ``vmap`` on stacked parameters. A method overriding this
+        and keeping :attr:`fold_parallel` must also override :meth:`after_step_stacked`.
+        """
+
+    def after_step_stacked(
+        self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]
+    ) -> None:
+        """Fold-parallel counterpart of :meth:`after_step`, called after every optimiser step.
+
+        ``params`` and ``buffers`` hold every fold's state stacked along a leading fold axis
+        (``[F, ...]``), keyed as ``torch.func.stack_module_state`` names ``self.model``'s
+        parameters and buffers (no prefix); update them in place, without autograd
+        (the call runs under ``torch.no_grad``). Default: nothing.
+        """
+
     def _ensure_model(self) -> torch.device:
         device = resolve_device(self.device)
         if self.model is None:
@@ -231,6 +258,7 @@ class TorchMethod(Method):
             self.train_config,
             seed=self.seed,
             progress=progress,
+            after_step=self.after_step,
         )
 
     @torch.no_grad()

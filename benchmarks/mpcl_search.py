@@ -54,6 +54,11 @@ BASE: list[str] = [
     "train.batch_size=256",
     "train.lr=2e-3",
     "train.patience=2",
+    # the model as it was when rounds 1-4 ran (later defaults changed these; round 5 varies them)
+    "method.encoders.eeg.name=channel-tokens",
+    "method.head.name=hsc",
+    "method.head.summary=false",
+    "method.head.emotion_readout=true",
 ]
 ROUND1: dict[str, list[str]] = {
     "base": [],
@@ -123,14 +128,31 @@ ROUND4: dict[str, list[str]] = {
     ],
     "r4: (ablation) use_hsc=false": [*CHOICE3, "method.use_hsc=false"],
 }
-CANDIDATES: dict[str, list[str]] = {**ROUND1, **ROUND2, **ROUND3, **ROUND4}
+# Round 5: the strongest baseline (dgcnn, a learned EEG channel graph read out flat) beat mpcl
+# on these validation splits; its two ingredients enter mpcl as options: the graph-tokens EEG
+# encoder and a flatten readout of the token sets; the HSC classifier reads the enriched
+# summary [x̃ ‖ ỹ] beside its hierarchy, with or without its per-emotion readout.
+GRAPH_FLAT = [*CHOICE3, "method.encoders.eeg.name=graph-tokens", "method.embedding_pool=flatten"]
+ROUND5: dict[str, list[str]] = {
+    "r5: round-4 choice": CHOICE3,
+    "r5: hsc summary": [*CHOICE3, "method.head.summary=true"],
+    "r5: graph+flatten, hsc summary": [*GRAPH_FLAT, "method.head.summary=true"],
+    "r5: graph+flatten, hsc summary, no per-emotion readout": [
+        *GRAPH_FLAT,
+        "method.head.summary=true",
+        "method.head.emotion_readout=false",
+    ],
+    "r5: (ablation) graph+flatten, use_hsc=false": [*GRAPH_FLAT, "method.use_hsc=false"],
+}
+CANDIDATES: dict[str, list[str]] = {**ROUND1, **ROUND2, **ROUND3, **ROUND4, **ROUND5}
 ROUND = {
     **dict.fromkeys(ROUND1, 1),
     **dict.fromkeys(ROUND2, 2),
     **dict.fromkeys(ROUND3, 3),
     **dict.fromkeys(ROUND4, 4),
+    **dict.fromkeys(ROUND5, 5),
 }
-SEEDS = {1: [0], 2: [0], 3: [0, 1, 2], 4: [0, 1, 2]}
+SEEDS = {1: [0], 2: [0], 3: [0, 1, 2], 4: [0, 1, 2], 5: [0, 1, 2]}
 
 
 # --------------------------------------------------------------------------- protocol
@@ -248,7 +270,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "test subjects are never used. Every candidate = the pinned base below + its "
         "overrides. Round 1 moves one knob at a time, round 2 combines the best round-1 "
         "moves, round 3 re-scores the round-2 choice and training-procedure variants over "
-        "three seeds, round 4 re-scores HSC's settings over three seeds. "
+        "three seeds, round 4 re-scores HSC's settings over three seeds, round 5 adds the "
+        "graph-tokens EEG encoder, the flatten readout and the HSC summary (three seeds). "
+        "Base pins the model as it was for rounds 1-4. "
         "Sorted by KL (lower is better); ± = std over folds (× seeds). "
         "`epochs run` = epochs trained, summed over folds (× seeds). One torch thread.",
         "",
@@ -316,6 +340,7 @@ def _print(row: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="comma-separated candidate names (default: all)")
+    ap.add_argument("--round", type=int, help="run one round's candidates (keeps the others)")
     ap.add_argument("--set", action="append", default=[], help="ad-hoc candidate override")
     ap.add_argument(
         "--method", default="mpcl", help="score another method on the same inner splits"
@@ -329,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         "--table-only", action="store_true", help="re-render the table from the stored json"
     )
     ap.add_argument(
-        "--references", default="prior,mlp", help="methods scored as reference rows ('' = none)"
+        "--references",
+        default="prior,mlp,dgcnn",
+        help="methods scored as reference rows ('' = none)",
     )
     args = ap.parse_args(argv)
     if args.table_only:
@@ -341,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     refs = [m for m in args.references.split(",") if m]
     if args.set or args.method != "mpcl":
         todo, refs = {f"{args.method} ad-hoc": list(args.set)}, []
+    elif args.round:
+        todo = {n: CANDIDATES[n] for n in CANDIDATES if ROUND[n] == args.round}
     elif args.only:
         todo = {n: CANDIDATES[n] for n in args.only.split(",")}
     else:
@@ -357,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(score(ref, [], SEEDS[max(SEEDS)], Path(tmp), ref))
             _print(rows[-1])
     stored = args.out.with_suffix(".json")
-    if args.only and stored.exists():
+    if (args.only or args.round) and stored.exists():
         # a partial run updates its rows in the stored table and keeps the others
         fresh = {r["name"] for r in rows}
         rows += [r for r in json.loads(stored.read_text()) if r["name"] not in fresh]

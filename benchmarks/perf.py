@@ -188,6 +188,18 @@ def run_child(name: str, device: str, batches: str, steps: int, warmup: int) -> 
     return None
 
 
+def run_helo_reference(device: str, steps: int, warmup: int) -> dict | None:
+    """``benchmarks/helo_reference.py`` (published-style HeLo step vs helo) in a subprocess."""
+    cmd = [sys.executable, "-m", "benchmarks.helo_reference", "--device", device]
+    cmd += ["--steps", str(steps), "--warmup", str(warmup)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        print(f"  helo reference on {device} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+
+
 # --------------------------------------------------------------------------- datasets and runs
 def time_dataset(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
     from affectkit.datasets import load_dataset
@@ -271,6 +283,22 @@ def to_markdown(report: dict[str, Any]) -> str:
             "Step-cost ratios (same run): "
             + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()),
         ]
+    if report.get("helo_reference"):
+        lines += [
+            "",
+            "## helo vs a published-style HeLo step (batch 128, same weights and data)",
+            "",
+            "The reference re-creates how the published training step executes (per-sample "
+            "OT loop, host sync every step, DataLoader); see benchmarks/helo_reference.py.",
+            "",
+            "| device | reference samples/s | affectkit helo samples/s | speed-up |",
+            "|---|---|---|---|",
+        ]
+        for r in report["helo_reference"]:
+            lines.append(
+                f"| {r['device']} | {r['reference']['samples_per_s']:,.0f} | "
+                f"{r['affectkit']['samples_per_s']:,.0f} | {r['ratio']:.2f}× |"
+            )
     lines += [
         "",
         "## Datasets",
@@ -307,6 +335,13 @@ def main(argv: list[str] | None = None) -> None:
         "--full-loso",
         action="store_true",
         help="also time a 73-fold LOSO MPCL run at DMER size (GPU-scale work)",
+    )
+    ap.add_argument(
+        "--fold-parallel",
+        type=int,
+        default=None,
+        help="train.fold_parallel for the LOSO run (folds trained at once; default: all 73 "
+        "on CUDA, 1 on CPU)",
     )
     ap.add_argument("--wesad-dir", default=str(ROOT.parent / "shared" / "data" / "wesad-wrist"))
     ap.add_argument(
@@ -352,6 +387,12 @@ def main(argv: list[str] | None = None) -> None:
                     report.setdefault("ratios", {})[f"{other}/mlp step b={big} {dev}"] = (
                         by[(other, dev)]["train"][big]["step_ms"] / base
                     )
+    if "helo" in names:
+        for dev in devices:
+            print(f"helo vs the published-style step on {dev} ...", file=sys.stderr)
+            r = run_helo_reference(dev, args.steps, args.warmup)
+            if r:
+                report.setdefault("helo_reference", []).append(r)
     if not args.quick:
         print("timing datasets ...", file=sys.stderr)
         report["datasets"].append(time_dataset("synthetic", {}))
@@ -364,6 +405,7 @@ def main(argv: list[str] | None = None) -> None:
         if ("method", "mpcl") in get_registry():
             report["runs"].append(time_cli(["bench", "--method", "mpcl"]))
             if args.full_loso:
+                loso_parallel = args.fold_parallel or (73 if "cuda" in devices else 1)
                 report["runs"].append(
                     time_cli(
                         [
@@ -376,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
                             "dataset.windows=120",
                             "--set",
                             "protocol.folds=null",
+                            "--set",
+                            f"train.fold_parallel={loso_parallel}",
                         ]
                     )
                 )

@@ -6,12 +6,14 @@ behavioral tokens, semantics-enriched embeddings)::
     H_proto = LN(Q_proto + Pool_{K·P}(X))        [B, K·P, d]   prototype level
     H_emo   = LN(Q_emo   + Pool_K(H_proto))      [B, K, d]     emotion level
     h_glob  = LN(q_glob  + Pool_1(H_emo))        [B, d]        global level
-    logit_k = ⟨w_k, H_emo,k⟩ + MLP([h_glob ‖ s])_k   distribution classifier; ŷ = softmax(logit)
+    logit   = MLP([h_glob ‖ s]) (+ ⟨w_k, H_emo,k⟩)   distribution classifier; ŷ = softmax(logit)
 
 Each level's learned queries are the Hopfield state patterns (the residual adds them back
-so that a level keeps its identity when the retrieval is diffuse). Emotion k's logit reads
-its own emotion-level vector (per-emotion weights w_k) plus a global MLP that can express
-interactions between emotions (co-occurrence, valence trade-off). ``s`` is an optional
+so that a level keeps its identity when the retrieval is diffuse). The global MLP can express
+interactions between emotions (co-occurrence, valence trade-off); with
+``emotion_readout=true`` emotion k's logit also reads its own emotion-level vector directly
+(per-emotion weights w_k) — off by default, as it added variance on training-subject
+validation (benchmarks/results/mpcl_search.md, round 5). ``s`` is an optional
 sample summary (in ``mpcl``: the semantics-enriched embeddings [x̃ ‖ ỹ]) that the classifier
 reads beside the compressed hierarchy (``summary=true``); learned pooling queries are the
 same for every sample, so without it the hierarchy alone must carry everything sample-specific
@@ -34,6 +36,11 @@ class HSCConfig(ComponentConfig):
     per_emotion: int = Field(4, ge=1, description="prototype-level queries per emotion P")
     hidden: int = Field(64, ge=1, description="width of the global classifier MLP")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout in the classifier")
+    emotion_readout: bool = Field(
+        False,
+        description="add the per-emotion readout ⟨w_k, H_emo,k⟩ to the logits; false = the "
+        "emotion level reaches the logits only through h_glob",
+    )
     summary: bool = Field(
         True,
         description="the classifier also reads the caller's sample summary (mpcl: [x̃ ‖ ỹ]) "
@@ -60,13 +67,15 @@ class HSC(Head):
         hidden: int = 64,
         dropout: float = 0.1,
         summary_dim: int = 0,
+        emotion_readout: bool = False,
     ) -> None:
         super().__init__()
-        self.summary_dim = summary_dim
+        self.summary_dim, self.emotion_readout = summary_dim, emotion_readout
         self.proto_pool, self.emotion_pool, self.global_pool = proto_pool, emotion_pool, global_pool
         self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(3)])
-        self.emotion_weight = nn.Parameter(torch.randn(num_emotions, dim) / dim**0.5)
-        self.emotion_bias = nn.Parameter(torch.zeros(num_emotions))
+        if emotion_readout:
+            self.emotion_weight = nn.Parameter(torch.randn(num_emotions, dim) / dim**0.5)
+            self.emotion_bias = nn.Parameter(torch.zeros(num_emotions))
         self.classifier = nn.Sequential(
             nn.Linear(dim + summary_dim, hidden),
             nn.GELU(),
@@ -85,13 +94,16 @@ class HSC(Head):
     def forward(self, tokens: torch.Tensor, summary: torch.Tensor | None = None) -> torch.Tensor:
         """``tokens [B, T, d]`` (+ ``summary [B, summary_dim]`` if built with one) -> ``[B, K]``."""
         _, emo, glob = self.levels(tokens)
-        per_emotion = einsum(emo, self.emotion_weight, "b k d, k d -> b k") + self.emotion_bias
         if self.summary_dim:
             if summary is None or summary.shape[-1] != self.summary_dim:
                 got = None if summary is None else tuple(summary.shape)
                 raise ValueError(f"HSC was built for a summary [B, {self.summary_dim}], got {got}")
             glob = torch.cat([glob, summary], dim=-1)
-        return per_emotion + self.classifier(glob)
+        logits = self.classifier(glob)
+        if self.emotion_readout:
+            per_emotion = einsum(emo, self.emotion_weight, "b k d, k d -> b k")
+            logits = logits + per_emotion + self.emotion_bias
+        return logits
 
 
 def build_hsc(config: HSCConfig, *, dim: int, num_emotions: int, summary_dim: int = 0) -> HSC:
@@ -119,4 +131,5 @@ def build_hsc(config: HSCConfig, *, dim: int, num_emotions: int, summary_dim: in
         hidden=config.hidden,
         dropout=config.dropout,
         summary_dim=summary_dim if config.summary else 0,
+        emotion_readout=config.emotion_readout,
     )

@@ -6,7 +6,7 @@ Forward pass (every part is a registered component chosen by name in the config)
     P        = MSAF(T_primary, {T_a : a auxiliary})         fused physiological tokens
     x, y     = pool(P), pool(T_behavioral)                  physiological / behavioral embedding
     a_x, x̃   = Bank_phys(x);  a_y, ỹ = Bank_behav(y)         relations + enriched representations
-    logits   = HSC([P ‖ T_behavioral ‖ x̃ ‖ ỹ])
+    logits   = HSC([P ‖ T_behavioral ‖ x̃ ‖ ỹ], summary=[x̃ ‖ ỹ])
     L        = KL(y_true ‖ softmax(logits))
                + λ_ground · ½ (KL(y_true ‖ e(a_x)) + KL(y_true ‖ e(a_y)))
                + λ_prd · PRD(s_x, s_y, U, V) + λ_pcl · PCL(x, y, U, V)
@@ -16,7 +16,9 @@ Ablations (the module or its loss term is removed, the rest kept):
 ``use_prd=false`` / ``use_pcl=false`` -> that loss term is dropped;
 ``use_hsc=false`` -> logits = MLP([x̃ ‖ ỹ]) instead of the hierarchical head.
 
-``pool`` is one learned Hopfield-pooling query (``embedding_pool=hopfield``) or the mean.
+``pool`` (``embedding_pool``) is a linear map of the flattened tokens (``flatten``, default),
+one learned Hopfield-pooling query (``hopfield``) or the mean (``mean``). HSC's classifier
+also reads [x̃ ‖ ỹ] (``head.summary``).
 Evaluation uses an exponential moving average of the weights (``weight_average``,
 averaging.py), a training-procedure choice of affectkit rather than of the paper.
 
@@ -46,7 +48,7 @@ from affectkit import (
     kl_loss,
 )
 
-from .averaging import WeightAveraged
+from .averaging import WeightAveraged, update_stacked
 
 
 def _c(name: str, description: str, **fields: object):
@@ -74,8 +76,8 @@ class MPCLConfig(ComponentConfig):
     )
     encoders: dict[str, component("encoder")] = Field(  # type: ignore[valid-type]
         default_factory=dict,
-        description="encoder per modality; unset: channel-tokens for [C, F] inputs, "
-        "projection-tokens for flat ones",
+        description="encoder per modality; unset: graph-tokens for [C, F] inputs (channels "
+        "on a learned graph), projection-tokens for flat ones",
     )
     fusion: component("fusion") = _c("msaf", "fusion of the auxiliary into the primary tokens")  # type: ignore[valid-type]
     bank: component("memory") = _c("prototype-bank", "prototype memory bank (one per group)")  # type: ignore[valid-type]
@@ -83,7 +85,7 @@ class MPCLConfig(ComponentConfig):
     pcl: component("loss") = _c("pcl", "prototypical co-occurrence (contrastive) loss")  # type: ignore[valid-type]
     head: component("head") = _c("hsc", "hierarchical compression head + classifier")  # type: ignore[valid-type]
     embedding_pool: Literal["mean", "hopfield", "flatten"] = Field(
-        "hopfield",
+        "flatten",
         description="how the token sets become the embeddings x, y: mean over tokens, one "
         "learned Hopfield-pooling query per branch, or a linear map of the flattened tokens "
         "(keeps which token said what, as DGCNN's readout does)",
@@ -302,7 +304,7 @@ def _encoder(reg, cfg: MPCLConfig, modality: str, shape: tuple[int, ...], dim: i
     if modality in cfg.encoders:
         enc_cfg = cfg.encoders[modality]
     else:
-        enc_cfg = {"name": "channel-tokens" if len(shape) >= 2 else "projection-tokens"}
+        enc_cfg = {"name": "graph-tokens" if len(shape) >= 2 else "projection-tokens"}
     return reg.build("encoder", enc_cfg, in_shape=tuple(shape), dim=dim)
 
 
@@ -323,9 +325,10 @@ class MPCL(TorchMethod):
     # train.epochs and train.patience.
     train_defaults: ClassVar[dict] = {"epochs": 8, "batch_size": 256, "lr": 3e-3, "patience": 2}
 
-    # fit() sets the thread count and loss() updates the weight average in place: neither
-    # survives the core's vmapped fold-parallel path, so folds are trained one by one
-    fold_parallel: ClassVar[bool] = False
+    # fold-parallel training (train.fold_parallel) vmaps MPCLNet; the weight average is
+    # updated by after_step / after_step_stacked. fit()'s thread setting (config.threads) is
+    # a speed knob only and does not apply there.
+    fold_parallel: ClassVar[bool] = True
 
     def build_model(self) -> nn.Module:
         net = MPCLNet(self.spec, self.config)
@@ -348,7 +351,14 @@ class MPCL(TorchMethod):
             return super().predict(data)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        # the loop calls loss() once per optimiser step: average the weights of the last step
+        return self.net.objective(batch)["total"]
+
+    def after_step(self) -> None:
         if isinstance(self.model, WeightAveraged):
             self.model.update()
-        return self.net.objective(batch)["total"]
+
+    def after_step_stacked(
+        self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]
+    ) -> None:
+        if isinstance(self.model, WeightAveraged):
+            update_stacked(params, buffers, self.model.momentum)

@@ -90,7 +90,9 @@ class PrototypeBank(Memory):
     def grounding_loss(self, a: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """KL(y ‖ e) averaged over the batch."""
         e = self.emotions(a).clamp_min(1e-8)
-        return F.kl_div(e.log(), target, reduction="batchmean")
+        # written out (not F.kl_div): vmap has batching rules for these ops, none for kl_div
+        kl = torch.special.xlogy(target, target) - target * e.log()
+        return kl.sum(-1).mean()
 
     def forward(
         self, query: torch.Tensor, stored: torch.Tensor | None = None, **_: object

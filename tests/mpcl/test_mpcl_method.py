@@ -62,6 +62,7 @@ ABLATIONS = [
     {"embedding_pool": "flatten", "encoders": {"eeg": {"name": "graph-tokens"}}},
     {"embedding_pool": "flatten", "use_msaf": False},
     {"head": {"name": "hsc", "summary": False}},
+    {"head": {"name": "hsc", "emotion_readout": False}},
 ]
 
 

@@ -120,7 +120,10 @@ def measure_method(name: str, device: str, batches: list[int], steps: int, warmu
             loss = method.loss(data)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if train_cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)
             opt.step()
+            method.after_step()  # per-step state (mpcl's weight average), as the loop does
         _sync(device)
         dt = time.perf_counter() - t0
         out["train"][str(b)] = {"samples_per_s": b * steps / dt, "step_ms": 1e3 * dt / steps}

@@ -27,6 +27,7 @@ from .interfaces import (
     Metric,
     Protocol,
 )
+from .layers import Dropout, fast_dropout
 from .plugins import get_plugin_manager, get_registry
 from .registry import KINDS, ComponentConfig, Registry
 from .training import TorchMethod, TrainConfig, kl_loss
@@ -46,6 +47,7 @@ __all__ = [
     "DataSpec",
     "DatasetConfig",
     "DatasetReader",
+    "Dropout",
     "EmotionDataset",
     "Encoder",
     "Fold",
@@ -64,6 +66,7 @@ __all__ = [
     "UserError",
     "__version__",
     "component",
+    "fast_dropout",
     "get_plugin_manager",
     "get_registry",
     "hookimpl",

@@ -26,7 +26,7 @@ from einops import einsum, rearrange
 from pydantic import Field
 from torch import nn
 
-from affectkit import ComponentConfig, Encoder
+from affectkit import ComponentConfig, Dropout, Encoder
 
 
 class ChannelTokensConfig(ComponentConfig):
@@ -63,7 +63,7 @@ class ChannelTokens(Encoder):
         self.weight = nn.Parameter(torch.randn(channels, feats, dim) / math.sqrt(feats))
         self.bias = nn.Parameter(torch.zeros(channels, dim))
         self.embed = nn.Parameter(torch.randn(channels, dim) * 0.02)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,7 +87,7 @@ class ProjectionTokens(Encoder):
         super().__init__()
         d_in = math.prod(in_shape)
         self.num_tokens, self.dim = tokens, dim
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        layers: list[nn.Module] = [Dropout(dropout)]
         if hidden:
             layers += [nn.Linear(d_in, hidden), nn.GELU()]
             d_in = hidden

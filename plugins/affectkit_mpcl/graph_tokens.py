@@ -24,7 +24,7 @@ from einops import einsum, rearrange
 from pydantic import Field
 from torch import nn
 
-from affectkit import ComponentConfig, Encoder
+from affectkit import ComponentConfig, Dropout, Encoder
 
 
 class GraphTokensConfig(ComponentConfig):
@@ -59,7 +59,7 @@ class GraphTokens(Encoder):
         self.theta = nn.Parameter(torch.randn(order, feats, dim) / math.sqrt(order * feats))
         self.bias = nn.Parameter(torch.zeros(dim))
         self.embed = nn.Parameter(torch.randn(channels, dim) * 0.02)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
 
     def adjacency(self) -> torch.Tensor:

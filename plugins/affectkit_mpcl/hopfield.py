@@ -65,6 +65,34 @@ def _batched(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float,
+    dropout: float = 0.0,
+    fused: bool | None = None,
+) -> torch.Tensor:
+    """softmax(scale · q kᵀ) v over ``[B, H, Q, e]`` × ``[B, H, S, e]`` (batch dims broadcast).
+
+    Fused ``scaled_dot_product_attention`` on GPUs. On the CPU the same formula as two batched
+    matmuls: with a handful of tokens per sample, the CPU flash kernel's per-(sample, head)
+    work costs several times more than the arithmetic (measured in benchmarks/perf.py), and it
+    has no vmap batching rule, so fold-parallel training would fall back to a Python loop.
+    ``fused`` forces one path (None: fused everywhere but the CPU).
+    """
+    if fused if fused is not None else q.device.type != "cpu":
+        b = max(q.shape[0], k.shape[0])
+        q, k, v = (t.expand(b, *t.shape[1:]) for t in (q, k, v))
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)
+    scores = q @ k.transpose(-1, -2)
+    weights = torch.softmax(scores if scale == 1.0 else scores * scale, dim=-1)
+    if dropout:
+        weights = F.dropout(weights, dropout)
+    return weights @ v
+
+
 class HopfieldRetrieval(Memory):
     """Z = softmax(β · (ξ W_Q)(Y W_K)ᵀ) (Y W_V) W_O, optionally multi-head."""
 
@@ -91,14 +119,12 @@ class HopfieldRetrieval(Memory):
     def _heads(self, query: torch.Tensor, stored: torch.Tensor, values: torch.Tensor | None):
         query, stored = _batched(query), _batched(stored)
         values = stored if values is None else _batched(values)
-        b = max(query.shape[0], stored.shape[0])
         q, k, v = self.w_q(query), self.w_k(stored), self.w_v(values)
         if self.normalize:
             q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-        # [B, S, H*dh] -> [B, H, S, dh]; a shared memory ([1, S, d]) is broadcast to the batch
-        q, k, v = (rearrange(t, "b s (h e) -> b h s e", h=self.heads) for t in (q, k, v))
-        q, k, v = (t.expand(b, *t.shape[1:]) for t in (q, k, v))
-        return q, k, v
+        # [B, S, H*dh] -> [B, H, S, dh]; a shared memory or query set ([1, S, d]) keeps its
+        # batch axis of 1 and is broadcast by the matmuls (attend expands it for SDPA)
+        return tuple(rearrange(t, "b s (h e) -> b h s e", h=self.heads) for t in (q, k, v))
 
     def weights(
         self, query: torch.Tensor, stored: torch.Tensor, beta: float | None = None
@@ -106,7 +132,7 @@ class HopfieldRetrieval(Memory):
         """Retrieval weights softmax(β q kᵀ): ``[B, H, Q, S]`` (rows sum to 1)."""
         q, k, _ = self._heads(query, stored, None)
         beta = self.beta if beta is None else beta
-        return torch.softmax(beta * q @ k.transpose(-1, -2), dim=-1)
+        return torch.softmax(beta * q @ k.transpose(-1, -2), dim=-1)  # [B or 1, H, Q, S]
 
     def forward(
         self,
@@ -128,20 +154,29 @@ class HopfieldRetrieval(Memory):
         p = self.dropout if self.training else 0.0
         if beta is None or isinstance(beta, (int, float)):
             beta = self.beta if beta is None else float(beta)
-            z = F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=beta)
+            z = attend(q, k, v, scale=beta, dropout=p)
             out = self.w_o(rearrange(z, "b h q e -> b q (h e)"))
             return out[0] if unbatched else out
         betas = torch.as_tensor(list(beta), dtype=q.dtype, device=q.device)
         n = betas.numel()
-        # β folded into the state patterns, the scales stacked along the query axis: each
-        # softmax row is one (scale, query) pair, so one SDPA call serves every scale
-        qs = rearrange(q[:, :, None] * betas.view(1, 1, n, 1, 1), "b h n q e -> b h (n q) e")
-        z = F.scaled_dot_product_attention(qs, k, v, dropout_p=p, scale=1.0)
-        z = rearrange(z, "b h (n q) e -> b n q (h e)", n=n)
-        if mix is not None:
-            # W_O is affine and the weights sum to 1: mixing before it equals mixing after
-            z = (rearrange(mix, "b q n -> b n q 1") * z).sum(1)
-        out = self.w_o(z)
+        if mix is None:
+            # β folded into the state patterns, the scales stacked along the query axis: each
+            # softmax row is one (scale, query) pair, so one attention call serves every scale
+            qs = rearrange(q[:, :, None] * betas.view(1, 1, n, 1, 1), "b h n q e -> b h (n q) e")
+            z = attend(qs, k, v, scale=1.0, dropout=p)
+            out = self.w_o(rearrange(z, "b h (n q) e -> b n q (h e)", n=n))
+            return out[0] if unbatched else out
+        # Mixed scales: Σ_s g_s softmax(β_s q kᵀ) V = (Σ_s g_s softmax(β_s q kᵀ)) V, so the
+        # scales are mixed as attention weights [B, H, Q, S] (one score matmul, one value
+        # matmul) instead of as n retrieved [B, H, Q, e] patterns: with a few stored tokens
+        # (MSAF's auxiliary modalities) this is n times less work. And W_O is affine with
+        # weights summing to one, so mixing before it equals mixing after.
+        scores = q @ k.transpose(-1, -2)  # [B, H, Q, S]
+        weights = torch.softmax(scores[:, :, None] * betas.view(1, 1, n, 1, 1), dim=-1)
+        weights = (weights * rearrange(mix, "b q n -> b 1 n q 1")).sum(2)  # [B, H, Q, S]
+        if p:
+            weights = F.dropout(weights, p)
+        out = self.w_o(rearrange(weights @ v, "b h q e -> b q (h e)"))
         return out[0] if unbatched else out
 
 

@@ -27,7 +27,7 @@ from einops import einsum
 from pydantic import Field
 from torch import nn
 
-from affectkit import ComponentConfig, Head, component, get_registry
+from affectkit import ComponentConfig, Dropout, Head, component, get_registry
 
 
 class HSCConfig(ComponentConfig):
@@ -79,7 +79,7 @@ class HSC(Head):
         self.classifier = nn.Sequential(
             nn.Linear(dim + summary_dim, hidden),
             nn.GELU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, num_emotions),
         )
 

@@ -41,6 +41,7 @@ from torch import nn
 from affectkit import (
     ComponentConfig,
     DataSpec,
+    Dropout,
     TorchMethod,
     UserError,
     component,
@@ -201,7 +202,7 @@ class MPCLNet(nn.Module):
                 self.pools[branch] = reg.build("memory", "hopfield-pooling", dim=d, queries=1)
             elif cfg.embedding_pool == "flatten":
                 self.pools[branch] = nn.Sequential(
-                    nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(n_tokens * d, d)
+                    nn.Flatten(), Dropout(cfg.dropout), nn.Linear(n_tokens * d, d)
                 )
         n_vec = 2 if self.behavioral else 1
         if cfg.use_hsc:
@@ -211,7 +212,7 @@ class MPCLNet(nn.Module):
             self.head = nn.Sequential(
                 nn.Linear(n_vec * d, 2 * d),
                 nn.GELU(),
-                nn.Dropout(cfg.dropout),
+                Dropout(cfg.dropout),
                 nn.Linear(2 * d, k),
             )
 

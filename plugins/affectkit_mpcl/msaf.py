@@ -29,7 +29,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from affectkit import ComponentConfig, Fusion, component, get_registry
+from affectkit import ComponentConfig, Dropout, Fusion, component, get_registry
 
 _SHARED = "_shared"
 
@@ -70,7 +70,7 @@ class MSAF(Fusion):
         # one gate per declared auxiliary; undeclared (generic use): one gate shared by all
         names = self.auxiliary or [_SHARED]
         self.gates = nn.ModuleDict({m: nn.Linear(dim, len(self.betas)) for m in names})
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, primary: torch.Tensor, auxiliary: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -53,7 +53,8 @@ def contrastive(
     anchor: torch.Tensor, positive: torch.Tensor, tau: float, objective: Objective
 ) -> torch.Tensor:
     """Mean over i of −log(exp(a_i·p_i/τ) / Σ_j exp(a_i·p_j/τ)), j ≠ i for InfoLOOB."""
-    logits = anchor @ positive.T / tau  # [B, B]; diagonal = positive pairs
+    # 1/τ applied to the [B, d] anchors, not to the [B, B] logits (B× fewer divisions)
+    logits = (anchor / tau) @ positive.T  # [B, B]; diagonal = positive pairs
     pos = logits.diagonal()
     if objective == "infoloob":
         eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)

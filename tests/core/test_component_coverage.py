@@ -13,9 +13,7 @@ def test_every_registered_component_is_named_in_a_test():
     untested = [
         f"{e.kind} {e.name!r} ({e.plugin})"
         for e in mgr.registry.entries()
-        if e.distribution == "affectkit"
-        and f'"{e.name}"' not in text
-        and f"'{e.name}'" not in text
+        if e.distribution == "affectkit" and f'"{e.name}"' not in text and f"'{e.name}'" not in text
     ]
     assert not untested, f"registered without a test naming them: {untested}"
     assert not mgr.failures, [f.error for f in mgr.failures]

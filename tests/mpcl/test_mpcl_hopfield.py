@@ -100,3 +100,20 @@ def test_registry_builds_memories(registry):
     assert isinstance(m, HopfieldRetrieval) and m.heads == 2 and m.beta == 0.5
     p = registry.get("memory", "hopfield-pooling").build(None, dim=8, queries=4)
     assert p.queries.shape == (4, 8)
+
+
+@pytest.mark.parametrize("shared", ["none", "query", "memory"])
+def test_fused_and_matmul_attention_agree(shared):
+    """GPUs take scaled_dot_product_attention, CPUs two matmuls: both are softmax(s·qkᵀ)v."""
+    from affectkit_mpcl.hopfield import attend
+
+    g = torch.Generator().manual_seed(7)
+    q = torch.randn(1 if shared == "query" else 3, 2, 5, 8, generator=g)
+    k = torch.randn(1 if shared == "memory" else 3, 2, 6, 8, generator=g)
+    v = torch.randn(k.shape, generator=g)
+    fused = attend(q, k, v, scale=0.7, fused=True)
+    plain = attend(q, k, v, scale=0.7, fused=False)
+    assert fused.shape == plain.shape == (3, 2, 5, 8)
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+    expected = torch.softmax(0.7 * q @ k.transpose(-1, -2), -1) @ v
+    torch.testing.assert_close(plain, expected)

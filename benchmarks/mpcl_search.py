@@ -144,15 +144,42 @@ ROUND5: dict[str, list[str]] = {
     ],
     "r5: (ablation) graph+flatten, use_hsc=false": [*GRAPH_FLAT, "method.use_hsc=false"],
 }
-CANDIDATES: dict[str, list[str]] = {**ROUND1, **ROUND2, **ROUND3, **ROUND4, **ROUND5}
+# Round 6: the training schedule and MSAF's scales on top of the round-5 choice (the weight
+# average now updates after each optimiser step, and dropout masks come from rand_like).
+CHOICE5 = [*GRAPH_FLAT, "method.head.summary=true", "method.head.emotion_readout=false"]
+B128 = ["train.batch_size=128", "train.lr=1e-3", "train.epochs=15", "train.patience=3"]
+ROUND6: dict[str, list[str]] = {
+    "r6: round-5 choice": CHOICE5,
+    "r6: batch 128, lr 1e-3": [*CHOICE5, *B128],
+    "r6: batch 128, lr 1e-3, scales 1/4/16": [
+        *CHOICE5,
+        *B128,
+        "method.fusion.name=msaf",
+        "method.fusion.scales=[1,4,16]",
+    ],
+    "r6: batch 128, lr 1e-3, no weight average": [
+        *CHOICE5,
+        *B128,
+        "method.weight_average=null",
+    ],
+}
+CANDIDATES: dict[str, list[str]] = {
+    **ROUND1,
+    **ROUND2,
+    **ROUND3,
+    **ROUND4,
+    **ROUND5,
+    **ROUND6,
+}
 ROUND = {
     **dict.fromkeys(ROUND1, 1),
     **dict.fromkeys(ROUND2, 2),
     **dict.fromkeys(ROUND3, 3),
     **dict.fromkeys(ROUND4, 4),
     **dict.fromkeys(ROUND5, 5),
+    **dict.fromkeys(ROUND6, 6),
 }
-SEEDS = {1: [0], 2: [0], 3: [0, 1, 2], 4: [0, 1, 2], 5: [0, 1, 2]}
+SEEDS = {1: [0], 2: [0], 3: [0, 1, 2], 4: [0, 1, 2], 5: [0, 1, 2], 6: [0, 1, 2]}
 
 
 # --------------------------------------------------------------------------- protocol
@@ -271,7 +298,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "overrides. Round 1 moves one knob at a time, round 2 combines the best round-1 "
         "moves, round 3 re-scores the round-2 choice and training-procedure variants over "
         "three seeds, round 4 re-scores HSC's settings over three seeds, round 5 adds the "
-        "graph-tokens EEG encoder, the flatten readout and the HSC summary (three seeds). "
+        "graph-tokens EEG encoder, the flatten readout and the HSC summary, round 6 the training "
+        "schedule (three seeds each). "
         "Base pins the model as it was for rounds 1-4. "
         "Sorted by KL (lower is better); ± = std over folds (× seeds). "
         "`epochs run` = epochs trained, summed over folds (× seeds). One torch thread.",

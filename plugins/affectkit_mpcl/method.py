@@ -322,8 +322,8 @@ class MPCL(TorchMethod):
 
     # Chosen on training-subject validation by benchmarks/mpcl_search.py (table and selection
     # rule in benchmarks/results/mpcl_search.md; the rule breaks near-ties by training cost so
-    # that `affectkit bench --method mpcl` fits in 60 s on 2 CPU cores). Full runs: raise
-    # train.epochs and train.patience.
+    # that `affectkit bench --method mpcl` fits in 60 s on 2 CPU cores; round 6 kept this
+    # schedule). Full runs: raise train.epochs and train.patience.
     train_defaults: ClassVar[dict] = {"epochs": 8, "batch_size": 256, "lr": 3e-3, "patience": 2}
 
     # fold-parallel training (train.fold_parallel) vmaps MPCLNet; the weight average is

@@ -109,7 +109,13 @@ def measure_method(name: str, device: str, batches: list[int], steps: int, warmu
         x["target"] = torch.softmax(torch.randn(b, len(EMOTIONS), device=device), -1)
         return x
 
-    out: dict[str, Any] = {"method": name, "device": device, "parameters": n_params, "train": {}}
+    out: dict[str, Any] = {
+        "method": name,
+        "device": device,
+        "parameters": n_params,
+        "torch_threads": torch.get_num_threads(),
+        "train": {},
+    }
     for b in batches:
         data = batch_of(b)
         model.train()
@@ -161,13 +167,19 @@ def measure_method(name: str, device: str, batches: list[int], steps: int, warmu
 
 
 def _child(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     res = measure_method(
         args.one, args.device, [int(b) for b in args.batches.split(",")], args.steps, args.warmup
     )
     print("RESULT " + json.dumps(res))
 
 
-def run_child(name: str, device: str, batches: str, steps: int, warmup: int) -> dict | None:
+def run_child(
+    name: str, device: str, batches: str, steps: int, warmup: int, threads: int | None = None
+) -> dict | None:
     cmd = [
         sys.executable,
         "-m",
@@ -182,6 +194,7 @@ def run_child(name: str, device: str, batches: str, steps: int, warmup: int) -> 
         str(steps),
         "--warmup",
         str(warmup),
+        *(["--threads", str(threads)] if threads else []),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     for line in proc.stdout.splitlines():
@@ -191,10 +204,13 @@ def run_child(name: str, device: str, batches: str, steps: int, warmup: int) -> 
     return None
 
 
-def run_helo_reference(device: str, steps: int, warmup: int) -> dict | None:
+def run_helo_reference(
+    device: str, steps: int, warmup: int, threads: int | None = None
+) -> dict | None:
     """``benchmarks/helo_reference.py`` (published-style HeLo step vs helo) in a subprocess."""
     cmd = [sys.executable, "-m", "benchmarks.helo_reference", "--device", device]
     cmd += ["--steps", str(steps), "--warmup", str(warmup)]
+    cmd += ["--threads", str(threads)] if threads else []
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     try:
         return json.loads(proc.stdout)
@@ -333,6 +349,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", default="128,1024")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads of every measurement (default: torch's own); mpcl trains "
+        "with method.threads=1",
+    )
     ap.add_argument("--quick", action="store_true", help="skip DMER-size data and end-to-end runs")
     ap.add_argument(
         "--full-loso",
@@ -365,6 +388,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.device
         else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     )
+    if args.threads:
+        torch.set_num_threads(args.threads)  # recorded by machine(); children set their own
     names = [n for n in args.methods.split(",") if ("method", n) in get_registry()]
     report: dict[str, Any] = {
         "machine": machine(),
@@ -377,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     for dev in devices:
         for name in names:
             print(f"measuring {name} on {dev} ...", file=sys.stderr)
-            r = run_child(name, dev, args.batches, args.steps, args.warmup)
+            r = run_child(name, dev, args.batches, args.steps, args.warmup, args.threads)
             if r:
                 report["methods"].append(r)
     big = str(max(report["batches"]))
@@ -393,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     if "helo" in names:
         for dev in devices:
             print(f"helo vs the published-style step on {dev} ...", file=sys.stderr)
-            r = run_helo_reference(dev, args.steps, args.warmup)
+            r = run_helo_reference(dev, args.steps, args.warmup, args.threads)
             if r:
                 report.setdefault("helo_reference", []).append(r)
     if not args.quick:

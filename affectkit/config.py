@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError, UnknownComponentError, UserError
-from .registry import ComponentConfig
+from .registry import ComponentConfig, ComponentField
 from .training import TrainConfig
 
 
@@ -54,7 +54,9 @@ def component(kind: str) -> Any:
     ...     fusion: component("fusion") = Field(default_factory=lambda: {"name": "msaf"})
     """
     return Annotated[
-        SerializeAsAny[ComponentConfig], BeforeValidator(lambda v, _k=kind: _resolve(_k, v))
+        SerializeAsAny[ComponentConfig],
+        BeforeValidator(lambda v, _k=kind: _resolve(_k, v)),
+        ComponentField(kind),
     ]
 
 

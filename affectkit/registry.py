@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, create_model, model_validator
 
 from .errors import PluginError, UnknownComponentError
 
@@ -29,12 +29,48 @@ KINDS: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ComponentField:
+    """Marks a config field holding a sub-component (see ``affectkit.component``)."""
+
+    kind: str
+
+
 class ComponentConfig(BaseModel):
     """Base of every component config: unknown keys are errors, ``name`` selects the entry."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
     name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_sub_components(cls, data: Any) -> Any:
+        """A sub-component section without ``name`` overrides fields of the default one.
+
+        ``--set method.bank.tau=0.3`` (or a file setting only ``bank: {tau: 0.3}``) keeps the
+        default bank and changes its τ, instead of failing for want of a name. Giving a
+        ``name`` still selects another component, whose own defaults then apply.
+        """
+        if not isinstance(data, Mapping):
+            return data
+        out: dict[str, Any] | None = None
+        for fname, info in cls.model_fields.items():
+            value = data.get(fname)
+            if not isinstance(value, Mapping) or "name" in value:
+                continue
+            if not any(isinstance(m, ComponentField) for m in info.metadata):
+                continue
+            default = info.get_default(call_default_factory=True)
+            if isinstance(default, ComponentConfig):
+                default = default.model_dump()
+            elif isinstance(default, str):
+                default = {"name": default}
+            if not isinstance(default, Mapping) or "name" not in default:
+                continue  # no default component: the field's own error asks for a name
+            out = dict(data) if out is None else out
+            out[fname] = {**default, **value}
+        return data if out is None else out
 
 
 @dataclass(frozen=True)

@@ -213,3 +213,28 @@ def test_wesad_like_dataset_uses_ppg_as_primary(registry):
     assert net(batch).shape == (5, 10)
     terms = net.objective(batch)
     assert torch.isfinite(terms["total"])
+
+
+def test_partial_sub_component_overrides_keep_the_default_component(tmp_path):
+    """``--set method.bank.tau=0.5`` changes the default bank; a name selects another one."""
+    from affectkit.bench import resolve_configs
+    from affectkit.errors import ConfigError
+
+    (cfg,) = resolve_configs(
+        ["mpcl"],
+        overrides=["method.bank.tau=0.5", "method.head.dropout=0.3", "method.pcl.memory.beta=2"],
+    )
+    m = cfg.method
+    assert (m.bank.name, m.bank.tau, m.bank.per_emotion) == ("prototype-bank", 0.5, 4)
+    assert (m.head.name, m.head.dropout, m.head.summary) == ("hsc", 0.3, True)
+    # nested: PCL's memory keeps its own default (no projections) beside the new β
+    assert (m.pcl.memory.name, m.pcl.memory.beta, m.pcl.memory.project) == ("hopfield", 2.0, False)
+    # a file section without a name works the same way
+    path = tmp_path / "run.yaml"
+    path.write_text("method:\n  name: mpcl\n  fusion:\n    scales: [1, 2]\n", encoding="utf-8")
+    (cfg,) = resolve_configs(["mpcl"], files=[path])
+    assert cfg.method.fusion.name == "msaf" and cfg.method.fusion.scales == [1.0, 2.0]
+    # a misspelt key inside a partial section is still an error with its path
+    with pytest.raises(ConfigError) as exc:
+        resolve_configs(["mpcl"], overrides=["method.bank.tua=0.5"])
+    assert any("bank" in path and "tua" in path for path, _ in exc.value.errors)

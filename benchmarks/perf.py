@@ -83,7 +83,14 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure_method(name: str, device: str, batches: list[int], steps: int, warmup: int) -> dict:
+def measure_method(
+    name: str,
+    device: str,
+    batches: list[int],
+    steps: int,
+    warmup: int,
+    compile_model: bool = False,
+) -> dict:
     """Train-step throughput and inference latency of ``name`` on random DMER-shaped data."""
     import torch
 
@@ -97,6 +104,8 @@ def measure_method(name: str, device: str, batches: list[int], steps: int, warmu
     train_cfg = TrainConfig().resolved(getattr(entry.factory, "train_defaults", {}))
     method = entry.build(None, spec=spec, train=train_cfg, seed=0, device=device)
     method.model = method.build_model().to(device)
+    if compile_model:
+        method.model.compile()  # as train.compile=true does (TorchMethod._ensure_model)
     model = method.model
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
@@ -114,6 +123,7 @@ def measure_method(name: str, device: str, batches: list[int], steps: int, warmu
         "device": device,
         "parameters": n_params,
         "torch_threads": torch.get_num_threads(),
+        "compiled": compile_model,
         "train": {},
     }
     for b in batches:
@@ -172,13 +182,24 @@ def _child(args: argparse.Namespace) -> None:
 
         torch.set_num_threads(args.threads)
     res = measure_method(
-        args.one, args.device, [int(b) for b in args.batches.split(",")], args.steps, args.warmup
+        args.one,
+        args.device,
+        [int(b) for b in args.batches.split(",")],
+        args.steps,
+        args.warmup,
+        compile_model=args.compile,
     )
     print("RESULT " + json.dumps(res))
 
 
 def run_child(
-    name: str, device: str, batches: str, steps: int, warmup: int, threads: int | None = None
+    name: str,
+    device: str,
+    batches: str,
+    steps: int,
+    warmup: int,
+    threads: int | None = None,
+    compile_model: bool = False,
 ) -> dict | None:
     cmd = [
         sys.executable,
@@ -195,6 +216,7 @@ def run_child(
         "--warmup",
         str(warmup),
         *(["--threads", str(threads)] if threads else []),
+        *(["--compile"] if compile_model else []),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     for line in proc.stdout.splitlines():
@@ -290,7 +312,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         tr = " | ".join(f"{r['train'][str(b)]['samples_per_s']:,.0f}" for b in report["batches"])
         inf = r["inference"]
         lines.append(
-            f"| {r['method']} | {r['device']} | {r['parameters']:,} | {tr} | "
+            f"| {r['method']}{' (compiled)' if r.get('compiled') else ''} | {r['device']} | "
+            f"{r['parameters']:,} | {tr} | "
             f"{inf['batch1_p50_ms']:.2f} | {inf['batch1_p99_ms']:.2f} | "
             f"{inf['batch1024_samples_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | "
             f"{r.get('peak_gpu_mb', float('nan')):.0f} |"
@@ -356,6 +379,9 @@ def main(argv: list[str] | None = None) -> None:
         help="torch CPU threads of every measurement (default: torch's own); mpcl trains "
         "with method.threads=1",
     )
+    ap.add_argument(
+        "--compile", action="store_true", help="torch.compile each model (train.compile=true)"
+    )
     ap.add_argument("--quick", action="store_true", help="skip DMER-size data and end-to-end runs")
     ap.add_argument(
         "--full-loso",
@@ -402,7 +428,9 @@ def main(argv: list[str] | None = None) -> None:
     for dev in devices:
         for name in names:
             print(f"measuring {name} on {dev} ...", file=sys.stderr)
-            r = run_child(name, dev, args.batches, args.steps, args.warmup, args.threads)
+            r = run_child(
+                name, dev, args.batches, args.steps, args.warmup, args.threads, args.compile
+            )
             if r:
                 report["methods"].append(r)
     big = str(max(report["batches"]))

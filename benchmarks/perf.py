@@ -79,8 +79,25 @@ def machine() -> dict[str, Any]:
 def _sync(device: str) -> None:
     import torch
 
-    if device == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def build_dmer_method(name: str, device: str, seed: int = 0):  # type: ignore[no-untyped-def]
+    """Registered method ``name`` with its defaults and its model built, on DMER shapes."""
+    import torch
+
+    from affectkit.data import DataSpec
+    from affectkit.plugins import get_registry
+    from affectkit.training import TrainConfig
+
+    torch.manual_seed(seed)
+    spec = DataSpec(shapes=dict(DMER_SHAPES), groups=dict(GROUPS), emotions=EMOTIONS)
+    entry = get_registry().get("method", name)
+    train_cfg = TrainConfig().resolved(getattr(entry.factory, "train_defaults", {}))
+    method = entry.build(None, spec=spec, train=train_cfg, seed=seed, device=device)
+    method.model = method.build_model().to(device)
+    return method
 
 
 def measure_method(
@@ -94,16 +111,8 @@ def measure_method(
     """Train-step throughput and inference latency of ``name`` on random DMER-shaped data."""
     import torch
 
-    from affectkit.data import DataSpec
-    from affectkit.plugins import get_registry
-    from affectkit.training import TrainConfig
-
-    torch.manual_seed(0)
-    spec = DataSpec(shapes=dict(DMER_SHAPES), groups=dict(GROUPS), emotions=EMOTIONS)
-    entry = get_registry().get("method", name)
-    train_cfg = TrainConfig().resolved(getattr(entry.factory, "train_defaults", {}))
-    method = entry.build(None, spec=spec, train=train_cfg, seed=0, device=device)
-    method.model = method.build_model().to(device)
+    method = build_dmer_method(name, device)
+    train_cfg = method.train_config
     if compile_model:
         method.model.compile()  # as train.compile=true does (TorchMethod._ensure_model)
     model = method.model

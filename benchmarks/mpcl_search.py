@@ -34,6 +34,7 @@ from pydantic import Field
 
 from affectkit import ComponentConfig, Fold, Protocol, get_plugin_manager, get_registry, hookimpl
 from affectkit.bench import resolve_configs, run_bench
+from affectkit.executors import LocalExecutor
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("kl", "cosine", "intersection", "chebyshev", "clark", "canberra")
@@ -163,6 +164,31 @@ ROUND6: dict[str, list[str]] = {
         "method.weight_average=null",
     ],
 }
+# Round 7 re-checks the choices on DEVELOPMENT datasets: the synthetic generator with other
+# seeds (DEV_DATASETS), i.e. other subjects, trials and noise under the same physiology, each
+# scored with the full default protocol. Rounds 1-6 chose one configuration for all outer
+# folds from the inner validation subjects, and the inner validation subjects of one outer
+# fold are test subjects of another: the choice was made on the default dataset's subjects
+# (never as test data of the fold that scored them, but still those subjects). The
+# development datasets share none of them.
+DEV_DATASETS = {7: [100, 101]}
+ROUND7: dict[str, list[str]] = {
+    "r7: round-6 choice (defaults)": CHOICE5,
+    "r7: round-4 choice": CHOICE3,
+    "r7: channel-tokens EEG": [*CHOICE5, "method.encoders.eeg.name=channel-tokens"],
+    "r7: no grounding": [*CHOICE5, "method.ground_weight=0.0"],
+    "r7: grounding 0.3": [*CHOICE5, "method.ground_weight=0.3"],
+    "r7: batch 128, lr 1e-3": [*CHOICE5, *B128],
+    "r7: hsc hidden 128, dropout 0.3": [
+        *CHOICE5,
+        "method.head.name=hsc",
+        "method.head.hidden=128",
+        "method.head.dropout=0.3",
+    ],
+    "r7: dim=64": [*CHOICE5, "method.dim=64"],
+    "r7: (ablation) use_msaf=false": [*CHOICE5, "method.use_msaf=false"],
+    "r7: (ablation) use_hsc=false": [*CHOICE5, "method.use_hsc=false"],
+}
 CANDIDATES: dict[str, list[str]] = {
     **ROUND1,
     **ROUND2,
@@ -170,6 +196,7 @@ CANDIDATES: dict[str, list[str]] = {
     **ROUND4,
     **ROUND5,
     **ROUND6,
+    **ROUND7,
 }
 ROUND = {
     **dict.fromkeys(ROUND1, 1),
@@ -178,8 +205,11 @@ ROUND = {
     **dict.fromkeys(ROUND4, 4),
     **dict.fromkeys(ROUND5, 5),
     **dict.fromkeys(ROUND6, 6),
+    **dict.fromkeys(ROUND7, 7),
 }
-SEEDS = {1: [0], 2: [0], 3: [0, 1, 2], 4: [0, 1, 2], 5: [0, 1, 2], 6: [0, 1, 2]}
+SEEDS = {1: [0], 2: [0], 3: [0, 1, 2], 4: [0, 1, 2], 5: [0, 1, 2], 6: [0, 1, 2], 7: [0, 1]}
+# reference methods scored beside the mpcl candidates of a development-dataset round
+DEV_REFERENCES = ("dgcnn", "sa-bfgs", "mlp")
 
 
 # --------------------------------------------------------------------------- protocol
@@ -245,26 +275,47 @@ def register_inner_protocol() -> None:
 
 # --------------------------------------------------------------------------- search
 def score(
-    name: str, overrides: list[str], seeds: list[int], workdir: Path, method: str = "mpcl"
+    name: str,
+    overrides: list[str],
+    seeds: list[int],
+    workdir: Path,
+    method: str = "mpcl",
+    *,
+    dev_datasets: list[int] | None = None,
+    workers: int = 1,
+    round_: int | None = None,
 ) -> dict[str, Any]:
+    """Score one candidate: inner validation of the default dataset, or, with
+    ``dev_datasets``, the full default protocol of synthetic datasets with those seeds."""
     pins = BASE if method == "mpcl" else []
-    cfgs = resolve_configs(
-        [method], flags={"protocol": {"name": "mpcl-inner"}}, overrides=[*pins, *overrides]
-    )
+    executor = LocalExecutor(workers=workers, threads=1) if workers > 1 else None
     t0 = time.perf_counter()
-    run_dir = workdir / "".join(c if c.isalnum() else "_" for c in name)
-    results, _ = run_bench(cfgs, seeds=seeds, run_dir=run_dir)
-    seconds = time.perf_counter() - t0
-    summary = results["methods"][method]["summary"]
-    folds = results["methods"][method]["folds"]
+    if dev_datasets:
+        runs = [(f"dataset.seed={d}", {}) for d in dev_datasets]
+    else:
+        runs = [(None, {"protocol": {"name": "mpcl-inner"}})]
+    summaries, folds = [], []
+    for dataset_override, flags in runs:
+        extra = [dataset_override] if dataset_override else []
+        cfgs = resolve_configs([method], flags=flags, overrides=[*pins, *extra, *overrides])
+        tag = "".join(c if c.isalnum() else "_" for c in f"{name}_{dataset_override}")
+        results, _ = run_bench(cfgs, seeds=seeds, run_dir=workdir / tag, executor=executor)
+        summaries.append(results["methods"][method]["summary"])
+        folds += results["methods"][method]["folds"]
+    fold_kl = [f["metrics"]["kl"] for f in folds]
     return {
         "name": name,
-        "round": ROUND.get(name, 0),
+        "round": ROUND.get(name, 0) if round_ is None else round_,
         "seeds": seeds,
+        "datasets": dev_datasets,
+        "reference": method != "mpcl",
         "overrides": overrides,
-        "metrics": {m: summary[m]["mean"] for m in METRICS},
-        "kl_std": summary["kl"]["std"],
-        "seconds": seconds,
+        # mean over datasets of the per-dataset mean over folds (x seeds): equal folds each
+        "metrics": {m: float(np.mean([s[m]["mean"] for s in summaries])) for m in METRICS},
+        "kl_std": summaries[0]["kl"]["std"]
+        if len(summaries) == 1
+        else float(np.std(fold_kl, ddof=1)),
+        "seconds": time.perf_counter() - t0,
         "best_epochs": [f["fit_info"].get("best_epoch") for f in folds],
         "epochs_run": sum(int(f["fit_info"].get("epochs_run") or 0) for f in folds),
     }
@@ -299,7 +350,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "moves, round 3 re-scores the round-2 choice and training-procedure variants over "
         "three seeds, round 4 re-scores HSC's settings over three seeds, round 5 adds the "
         "graph-tokens EEG encoder, the flatten readout and the HSC summary, round 6 the training "
-        "schedule (three seeds each). "
+        "schedule (three seeds each); round 7 re-checks the choices on development datasets "
+        "(the generator with other seeds: no subject of the default dataset, full protocol), "
+        "because one configuration chosen for all outer folds from their inner validation "
+        "subjects has seen, as validation data, every subject of the default dataset. "
         "Base pins the model as it was for rounds 1-4. "
         "Sorted by KL (lower is better); ± = std over folds (× seeds). "
         "`epochs run` = epochs trained, summed over folds (× seeds). One torch thread.",
@@ -307,9 +361,19 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "Base: " + " ".join(f"`{b}`" for b in BASE),
     ]
     for rnd in sorted({r["round"] for r in rows if r["round"] > 0}):
-        rr = sorted((r for r in rows if r["round"] == rnd), key=lambda r: r["metrics"]["kl"])
-        lines += ["", f"## Round {rnd} (seeds {rr[0].get('seeds', [0])})", "", *HEADER]
+        in_round = [r for r in rows if r["round"] == rnd]
+        rr = sorted(
+            (r for r in in_round if not r.get("reference")), key=lambda r: r["metrics"]["kl"]
+        )
+        refs_here = [r for r in in_round if r.get("reference")]
+        where = ""
+        if rr[0].get("datasets"):
+            where = f", development datasets: synthetic seeds {rr[0]['datasets']}, full protocol"
+        lines += ["", f"## Round {rnd} (seeds {rr[0].get('seeds', [0])}{where})", "", *HEADER]
         lines += [_row(r) for r in rr]
+        if refs_here:
+            lines += ["", "Reference methods on the same data:", "", *HEADER]
+            lines += [_row(r) for r in refs_here]
         best, chosen, limit = choose(rr)
         lines += [
             "",
@@ -317,7 +381,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"**{chosen['name']}** ({chosen['metrics']['kl']:.4f}, {chosen['epochs_run']} "
             f"epochs); KL limit {limit:.4f}.",
         ]
-    refs = [r for r in rows if r["round"] == 0]
+    refs = [r for r in rows if r["round"] == 0 and not r.get("datasets")]
     if refs:
         lines += [
             "",
@@ -376,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--seeds", default=None, help="comma-separated seeds for an ad-hoc candidate (default 0)"
     )
+    ap.add_argument(
+        "--workers", type=int, default=1, help="parallel fold jobs (development rounds only)"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "mpcl_search.md")
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument(
@@ -408,10 +475,39 @@ def main(argv: list[str] | None = None) -> int:
             seeds = SEEDS.get(ROUND.get(name, 0), [0])
             if args.seeds and name not in CANDIDATES:
                 seeds = [int(x) for x in args.seeds.split(",")]
-            rows.append(score(name, overrides, seeds, Path(tmp), args.method))
+            rnd = ROUND.get(name, 0)
+            dev = DEV_DATASETS.get(rnd)
+            workers = args.workers if dev else 1  # the inline inner protocol is not in workers
+            rows.append(
+                score(
+                    name,
+                    overrides,
+                    seeds,
+                    Path(tmp),
+                    args.method,
+                    dev_datasets=dev,
+                    workers=workers,
+                )
+            )
             _print(rows[-1])
+        if args.round in DEV_DATASETS:
+            for ref in DEV_REFERENCES:
+                rows.append(
+                    score(
+                        f"r{args.round}: {ref}",
+                        [],
+                        SEEDS[args.round],
+                        Path(tmp),
+                        ref,
+                        dev_datasets=DEV_DATASETS[args.round],
+                        workers=args.workers,
+                        round_=args.round,
+                    )
+                )
+                _print(rows[-1])
+            refs = []
         for ref in refs:
-            rows.append(score(ref, [], SEEDS[max(SEEDS)], Path(tmp), ref))
+            rows.append(score(ref, [], SEEDS[6], Path(tmp), ref))
             _print(rows[-1])
     stored = args.out.with_suffix(".json")
     if (args.only or args.round) and stored.exists():

@@ -1,0 +1,94 @@
+"""The selection and reporting logic of benchmarks/mpcl_search.py and synthetic_seeds.py."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import mpcl_search, synthetic_seeds
+
+METRICS = synthetic_seeds.METRICS
+
+
+def _metrics(kl: float, cos: float = 0.97) -> dict[str, float]:
+    return {
+        "kl": kl,
+        "cosine": cos,
+        "intersection": 0.89,
+        "chebyshev": 0.048,
+        "clark": 0.45,
+        "canberra": 1.17,
+    }
+
+
+def _row(name, kl, *, rnd=7, reference=False, epochs=10, overrides=()):
+    return {
+        "name": name,
+        "round": rnd,
+        "seeds": [0, 1],
+        "datasets": [100, 101],
+        "reference": reference,
+        "overrides": list(overrides),
+        "metrics": _metrics(kl),
+        "kl_std": 0.002,
+        "seconds": 1.0,
+        "best_epochs": [2] * 16,
+        "epochs_run": epochs,
+    }
+
+
+def test_better_counts_each_metric_in_its_direction():
+    a = _metrics(0.030, cos=0.98)
+    b = _metrics(0.040, cos=0.97)
+    assert synthetic_seeds.better(a, b) == 2  # kl lower, cosine higher; the rest tie
+    assert synthetic_seeds.better(b, a) == 0
+    worse = {**a, "intersection": 0.5, "canberra": 9.0}
+    assert synthetic_seeds.better(worse, b) == 2
+
+
+def test_synthetic_seeds_table_counts_and_order():
+    res = {
+        "mpcl": {1: _metrics(0.036), 2: _metrics(0.038)},
+        "dgcnn": {1: _metrics(0.035), 2: _metrics(0.036)},
+        "prior": {1: _metrics(0.090), 2: _metrics(0.100)},
+    }
+    text = synthetic_seeds.markdown(res, [1, 2], [0], "mpcl")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    names = [r.split("|")[1].strip() for r in rows[1:]]
+    assert names == ["dgcnn", "mpcl", "prior"]  # sorted by mean KL
+    # only KL differs: dgcnn's is lower (ties are not wins), prior's higher
+    assert rows[1].split("|")[-2].strip() == "0/6"
+    assert rows[2].split("|")[-2].strip() == ""
+    assert rows[3].split("|")[-2].strip() == "1/6"
+    assert "0.03500" in rows[1] and "0.03600" in rows[1]  # per-dataset KL columns
+
+
+def test_synthetic_seeds_refuses_development_datasets(capsys):
+    assert synthetic_seeds.main(["--datasets", "1,100", "--methods", "prior"]) == 2
+    assert "tuned mpcl" in capsys.readouterr().err
+
+
+def test_synthetic_seeds_end_to_end_on_prior(tmp_path):
+    out = tmp_path / "seeds.md"
+    code = synthetic_seeds.main(
+        ["--datasets", "3", "--methods", "prior", "--workers", "1", "--out", str(out)]
+    )
+    assert code == 0
+    stored = json.loads(out.with_suffix(".json").read_text())
+    kl = stored["results"]["prior"]["3"]["kl"]
+    assert 0.05 < kl < 0.2  # the training-set mean distribution: far from 0, far from uniform
+    assert "| prior |" in out.read_text()
+
+
+def test_search_round_tables_keep_references_out_of_the_choice():
+    rows = [
+        _row("r7: a", 0.0370, epochs=40),
+        _row("r7: b", 0.0371, epochs=20),  # within one SE of a and cheaper: chosen
+        _row("r7: (ablation) off", 0.0300, overrides=["method.use_hsc=false"]),
+        _row("r7: dgcnn", 0.0200, reference=True),
+    ]
+    text = mpcl_search.markdown(rows)
+    section = text.split("## Round 7")[1]
+    assert "development datasets: synthetic seeds [100, 101]" in section
+    assert "Reference methods on the same data" in section
+    assert "Chosen: **r7: b**" in section
+    assert "Lowest KL: **r7: (ablation) off**" in section  # lowest, but never selectable

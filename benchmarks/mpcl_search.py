@@ -60,6 +60,9 @@ BASE: list[str] = [
     "method.head.name=hsc",
     "method.head.summary=false",
     "method.head.emotion_readout=true",
+    # HSC's classifier as it was for rounds 1-7 (round 7 chose hidden 128, dropout 0.3)
+    "method.head.hidden=64",
+    "method.head.dropout=0.1",
 ]
 ROUND1: dict[str, list[str]] = {
     "base": [],
@@ -176,7 +179,7 @@ ROUND7: dict[str, list[str]] = {
     "r7: round-6 choice (defaults)": CHOICE5,
     "r7: round-4 choice": CHOICE3,
     "r7: channel-tokens EEG": [*CHOICE5, "method.encoders.eeg.name=channel-tokens"],
-    "r7: no grounding": [*CHOICE5, "method.ground_weight=0.0"],
+    "r7: (ablation) no grounding": [*CHOICE5, "method.ground_weight=0.0"],
     "r7: grounding 0.3": [*CHOICE5, "method.ground_weight=0.3"],
     "r7: batch 128, lr 1e-3": [*CHOICE5, *B128],
     "r7: hsc hidden 128, dropout 0.3": [
@@ -406,11 +409,13 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def choose(rows: list[dict[str, Any]]) -> tuple[dict, dict, float]:
     """(lowest-KL row of all, chosen row, KL limit) by the one-standard-error rule."""
     best = min(rows, key=lambda r: r["metrics"]["kl"])
-    # a larger model, or a module switched off (an ablation, not mpcl), is never selected
+    # a larger model, or a module or loss term switched off (an ablation, not mpcl: every
+    # row named "(ablation)"), is never selected
     selectable = [
         r
         for r in rows
-        if not any(o.startswith(("method.dim=", "method.use_")) for o in r["overrides"])
+        if "(ablation)" not in r["name"]
+        and not any(o.startswith(("method.dim=", "method.use_")) for o in r["overrides"])
     ] or rows
     top = min(selectable, key=lambda r: r["metrics"]["kl"])
     limit = top["metrics"]["kl"] + top["kl_std"] / math.sqrt(len(top["best_epochs"]))

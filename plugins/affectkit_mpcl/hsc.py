@@ -34,8 +34,9 @@ class HSCConfig(ComponentConfig):
     """Tokens -> prototype level (K·P) -> emotion level (K) -> global, then the classifier."""
 
     per_emotion: int = Field(4, ge=1, description="prototype-level queries per emotion P")
-    hidden: int = Field(64, ge=1, description="width of the global classifier MLP")
-    dropout: float = Field(0.1, ge=0, lt=1, description="dropout in the classifier")
+    # 128 / 0.3: mpcl_search.py round 7 (development datasets), benchmarks/results/mpcl_search.md
+    hidden: int = Field(128, ge=1, description="width of the global classifier MLP")
+    dropout: float = Field(0.3, ge=0, lt=1, description="dropout in the classifier")
     emotion_readout: bool = Field(
         False,
         description="add the per-emotion readout ⟨w_k, H_emo,k⟩ to the logits; false = the "
@@ -64,8 +65,8 @@ class HSC(Head):
         proto_pool: nn.Module,
         emotion_pool: nn.Module,
         global_pool: nn.Module,
-        hidden: int = 64,
-        dropout: float = 0.1,
+        hidden: int = 128,
+        dropout: float = 0.3,
         summary_dim: int = 0,
         emotion_readout: bool = False,
     ) -> None:

@@ -23,7 +23,8 @@ Evaluation uses an exponential moving average of the weights (``weight_average``
 averaging.py), a training-procedure choice of affectkit rather than of the paper.
 
 Defaults were chosen by ``benchmarks/mpcl_search.py`` on validation subjects carved out of
-each fold's training subjects (never the test fold); see benchmarks/results/mpcl_search.md.
+each fold's training subjects (never the test fold; rounds 1-6) and on development datasets
+that share no subject with the default one (round 7); see benchmarks/results/mpcl_search.md.
 """
 
 from __future__ import annotations

@@ -207,6 +207,15 @@ ROUND8: dict[str, list[str]] = {
     "r8: 2 epochs, no hold-out": [*CHOICE7, *FIXED, "train.epochs=2"],
     "r8: 3 epochs, no hold-out": [*CHOICE7, *FIXED, "train.epochs=3"],
 }
+# Round 9: the neighbourhood of the round-8 schedule (learning rate, batch, averaging).
+CHOICE8 = [*CHOICE7, *FIXED, "train.epochs=2"]
+DEV_DATASETS[9] = [100, 101]
+ROUND9: dict[str, list[str]] = {
+    "r9: round-8 choice": CHOICE8,
+    "r9: lr 2e-3, 3 epochs": [*CHOICE8, "train.lr=2e-3", "train.epochs=3"],
+    "r9: batch 128, lr 2e-3": [*CHOICE8, "train.batch_size=128", "train.lr=2e-3"],
+    "r9: no weight average": [*CHOICE8, "method.weight_average=null"],
+}
 CANDIDATES: dict[str, list[str]] = {
     **ROUND1,
     **ROUND2,
@@ -216,6 +225,7 @@ CANDIDATES: dict[str, list[str]] = {
     **ROUND6,
     **ROUND7,
     **ROUND8,
+    **ROUND9,
 }
 ROUND = {
     **dict.fromkeys(ROUND1, 1),
@@ -226,6 +236,7 @@ ROUND = {
     **dict.fromkeys(ROUND6, 6),
     **dict.fromkeys(ROUND7, 7),
     **dict.fromkeys(ROUND8, 8),
+    **dict.fromkeys(ROUND9, 9),
 }
 SEEDS = {
     1: [0],
@@ -236,6 +247,7 @@ SEEDS = {
     6: [0, 1, 2],
     7: [0, 1],
     8: [0, 1],
+    9: [0],  # one model seed: a quick check of the round-8 neighbourhood
 }
 # reference methods scored beside the mpcl candidates of a development-dataset round
 DEV_REFERENCES = ("dgcnn", "sa-bfgs", "mlp")
@@ -384,7 +396,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "because one configuration chosen for all outer folds from their inner validation "
         "subjects has seen, as validation data, every subject of the default dataset; round 8 "
         "re-scores the training schedule there (fixed epochs without the early-stopping "
-        "hold-out; the reference methods of round 7 ran on the same data). "
+        "hold-out; the reference methods of round 7 ran on the same data), round 9 its "
+        "neighbourhood (one model seed). "
         "Base pins the model as it was for rounds 1-4. "
         "Sorted by KL (lower is better); ± = std over folds (× seeds). "
         "`epochs run` = epochs trained, summed over folds (× seeds). One torch thread.",

@@ -216,6 +216,20 @@ ROUND9: dict[str, list[str]] = {
     "r9: batch 128, lr 2e-3": [*CHOICE8, "train.batch_size=128", "train.lr=2e-3"],
     "r9: no weight average": [*CHOICE8, "method.weight_average=null"],
 }
+# Round 10: the loss weights and the bank under the round-8 schedule (two model seeds).
+DEV_DATASETS[10] = [100, 101]
+ROUND10: dict[str, list[str]] = {
+    "r10: round-8 choice": CHOICE8,
+    "r10: prd 0.3": [*CHOICE8, "method.prd_weight=0.3"],
+    "r10: pcl 0.05": [*CHOICE8, "method.pcl_weight=0.05"],
+    "r10: bank tau 0.1": [*CHOICE8, "method.bank.tau=0.1"],
+    "r10: graph order 2": [
+        *CHOICE8,
+        "method.encoders.eeg.name=graph-tokens",
+        "method.encoders.eeg.order=2",
+    ],
+    "r10: lr 4e-3": [*CHOICE8, "train.lr=4e-3"],
+}
 CANDIDATES: dict[str, list[str]] = {
     **ROUND1,
     **ROUND2,
@@ -226,6 +240,7 @@ CANDIDATES: dict[str, list[str]] = {
     **ROUND7,
     **ROUND8,
     **ROUND9,
+    **ROUND10,
 }
 ROUND = {
     **dict.fromkeys(ROUND1, 1),
@@ -237,6 +252,7 @@ ROUND = {
     **dict.fromkeys(ROUND7, 7),
     **dict.fromkeys(ROUND8, 8),
     **dict.fromkeys(ROUND9, 9),
+    **dict.fromkeys(ROUND10, 10),
 }
 SEEDS = {
     1: [0],
@@ -248,6 +264,7 @@ SEEDS = {
     7: [0, 1],
     8: [0, 1],
     9: [0],  # one model seed: a quick check of the round-8 neighbourhood
+    10: [0, 1],
 }
 # reference methods scored beside the mpcl candidates of a development-dataset round
 DEV_REFERENCES = ("dgcnn", "sa-bfgs", "mlp")
@@ -397,7 +414,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "subjects has seen, as validation data, every subject of the default dataset; round 8 "
         "re-scores the training schedule there (fixed epochs without the early-stopping "
         "hold-out; the reference methods of round 7 ran on the same data), round 9 its "
-        "neighbourhood (one model seed). "
+        "neighbourhood (one model seed), round 10 loss weights and the bank under it. "
         "Base pins the model as it was for rounds 1-4. "
         "Sorted by KL (lower is better); ± = std over folds (× seeds). "
         "`epochs run` = epochs trained, summed over folds (× seeds). One torch thread.",

@@ -12,8 +12,17 @@ and ranked by KL. The table goes to benchmarks/results/mpcl_search.md (and .json
 is copied by hand into the defaults of MPCLConfig / MPCL.train_defaults, whose comments point
 at that file.
 
-Run: ``python benchmarks/mpcl_search.py`` (all candidates), ``--only a,b`` to run some, or
-``--set method.dim=48 --set train.lr=3e-3`` to score one ad-hoc candidate.
+Rounds 7 onwards (``DEV_DATASETS``) score candidates instead on development datasets: the
+synthetic generator with other seeds (100, 101), which share no subject with the default
+dataset, each with the full default protocol, and score dgcnn, sa-bfgs and mlp beside them.
+A single configuration chosen for all outer folds from inner validation subjects has, across
+the folds, used every subject of the default dataset as validation data; the development
+datasets do not. ``benchmarks/synthetic_seeds.py`` then checks every method on further
+seeds that nothing was tuned on.
+
+Run: ``python benchmarks/mpcl_search.py`` (all candidates), ``--round 8 --workers 2`` for
+one round, ``--only a,b`` to run some, or ``--set method.dim=48 --set train.lr=3e-3`` to
+score one ad-hoc candidate (inner validation).
 """
 
 from __future__ import annotations

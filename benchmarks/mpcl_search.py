@@ -184,7 +184,6 @@ ROUND6: dict[str, list[str]] = {
 # fold are test subjects of another: the choice was made on the default dataset's subjects
 # (never as test data of the fold that scored them, but still those subjects). The
 # development datasets share none of them.
-DEV_DATASETS = {7: [100, 101]}
 ROUND7: dict[str, list[str]] = {
     "r7: round-6 choice (defaults)": CHOICE5,
     "r7: round-4 choice": CHOICE3,
@@ -209,7 +208,6 @@ ROUND7: dict[str, list[str]] = {
 # trains on every training subject.
 CHOICE7 = [*CHOICE5, "method.head.name=hsc", "method.head.hidden=128", "method.head.dropout=0.3"]
 FIXED = ["train.patience=0", "train.valid_fraction=0"]
-DEV_DATASETS[8] = [100, 101]
 ROUND8: dict[str, list[str]] = {
     "r8: round-7 choice (early stopping)": CHOICE7,
     "r8: 1 epoch, no hold-out": [*CHOICE7, *FIXED, "train.epochs=1"],
@@ -218,7 +216,6 @@ ROUND8: dict[str, list[str]] = {
 }
 # Round 9: the neighbourhood of the round-8 schedule (learning rate, batch, averaging).
 CHOICE8 = [*CHOICE7, *FIXED, "train.epochs=2"]
-DEV_DATASETS[9] = [100, 101]
 ROUND9: dict[str, list[str]] = {
     "r9: round-8 choice": CHOICE8,
     "r9: lr 2e-3, 3 epochs": [*CHOICE8, "train.lr=2e-3", "train.epochs=3"],
@@ -226,7 +223,6 @@ ROUND9: dict[str, list[str]] = {
     "r9: no weight average": [*CHOICE8, "method.weight_average=null"],
 }
 # Round 10: the loss weights and the bank under the round-8 schedule (two model seeds).
-DEV_DATASETS[10] = [100, 101]
 ROUND10: dict[str, list[str]] = {
     "r10: round-8 choice": CHOICE8,
     "r10: prd 0.3": [*CHOICE8, "method.prd_weight=0.3"],
@@ -239,30 +235,22 @@ ROUND10: dict[str, list[str]] = {
     ],
     "r10: lr 4e-3": [*CHOICE8, "train.lr=4e-3"],
 }
-CANDIDATES: dict[str, list[str]] = {
-    **ROUND1,
-    **ROUND2,
-    **ROUND3,
-    **ROUND4,
-    **ROUND5,
-    **ROUND6,
-    **ROUND7,
-    **ROUND8,
-    **ROUND9,
-    **ROUND10,
+ROUNDS: dict[int, dict[str, list[str]]] = {
+    1: ROUND1,
+    2: ROUND2,
+    3: ROUND3,
+    4: ROUND4,
+    5: ROUND5,
+    6: ROUND6,
+    7: ROUND7,
+    8: ROUND8,
+    9: ROUND9,
+    10: ROUND10,
 }
-ROUND = {
-    **dict.fromkeys(ROUND1, 1),
-    **dict.fromkeys(ROUND2, 2),
-    **dict.fromkeys(ROUND3, 3),
-    **dict.fromkeys(ROUND4, 4),
-    **dict.fromkeys(ROUND5, 5),
-    **dict.fromkeys(ROUND6, 6),
-    **dict.fromkeys(ROUND7, 7),
-    **dict.fromkeys(ROUND8, 8),
-    **dict.fromkeys(ROUND9, 9),
-    **dict.fromkeys(ROUND10, 10),
-}
+CANDIDATES = {name: over for rnd in ROUNDS.values() for name, over in rnd.items()}
+ROUND = {name: n for n, rnd in ROUNDS.items() for name in rnd}
+# rounds scored on the development datasets (synthetic seeds sharing no subject with seed 0)
+DEV_DATASETS = {rnd: [100, 101] for rnd in range(7, 11)}
 SEEDS = {
     1: [0],
     2: [0],

@@ -1,4 +1,5 @@
-"""Ablation of ``mpcl``: the full model vs. each of use_msaf / use_prd / use_pcl / use_hsc off.
+"""Ablation of ``mpcl``: the full model vs. each of use_msaf / use_prd / use_pcl / use_hsc off,
+and vs. no linear skip (``linear_skip=null``: affectkit's addition removed, the paper's classifier).
 
 Every variant goes through the same evaluator as ``affectkit bench`` (public API:
 ``affectkit.bench.resolve_configs`` / ``run_bench``) on the same dataset, protocol and seeds;
@@ -30,6 +31,7 @@ VARIANTS: dict[str, list[str]] = {
     "w/o PRD": ["method.use_prd=false"],
     "w/o PCL": ["method.use_pcl=false"],
     "w/o HSC": ["method.use_hsc=false"],
+    "w/o linear skip": ["method.linear_skip=null"],
 }
 
 

@@ -57,6 +57,7 @@ ABLATIONS = [
     {"use_prd": False},
     {"use_pcl": False},
     {"use_hsc": False},
+    {"linear_skip": None},
     {"embedding_pool": "hopfield"},
     {"embedding_pool": "mean"},
     {"embedding_pool": "flatten", "encoders": {"eeg": {"name": "graph-tokens"}}},
@@ -80,6 +81,7 @@ def test_one_step_reaches_every_parameter(registry, tiny, switch):
     assert not dead, f"no gradient reaches {dead}"
     expected = {"kl", "ground", "total"} | ({"prd"} if switch.get("use_prd", True) else set())
     expected |= {"pcl"} if switch.get("use_pcl", True) else set()
+    expected |= {"skip"} if switch.get("linear_skip", 0.3) is not None else set()
     assert set(terms) == expected
     assert all(torch.isfinite(t) for t in terms.values())
 

@@ -26,7 +26,7 @@ addition too: an L2-penalised linear map of all standardised inputs added to the
 
 Defaults were chosen by ``benchmarks/mpcl_search.py`` on validation subjects carved out of
 each fold's training subjects (never the test fold; rounds 1-6) and on development datasets
-that share no subject with the default one (round 7); see benchmarks/results/mpcl_search.md.
+that share no subject with the default one (rounds 7-11); see benchmarks/results/mpcl_search.md.
 """
 
 from __future__ import annotations

@@ -54,9 +54,21 @@ def env(tmp_path):
     )
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_and_stop_after_first_fold(tmp_path, out, sig):
     proc = subprocess.Popen(
-        cli(out), env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cli(out),
+        env=env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a test run started in the background (nohup, `cmd &` without job control) inherits
+        # SIGINT ignored, and an ignored signal stays ignored across exec: the child would
+        # never see the Ctrl-C. Default disposition = Python installs its KeyboardInterrupt.
+        preexec_fn=_sigint_default,
     )
     deadline = time.monotonic() + 180
     while not list(out.glob("methods/mlp/seed-*/fold-*.json")):

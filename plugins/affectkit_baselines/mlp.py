@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from einops import rearrange
 from pydantic import Field
 from torch import nn
 
 from affectkit import ComponentConfig, DataSpec, TorchMethod
+
+from .features import flat_dim, flatten_tensors
 
 
 class MLPConfig(ComponentConfig):
@@ -33,12 +34,10 @@ class EarlyFusionNet(nn.Module):
     def __init__(self, spec: DataSpec, modalities: list[str], hidden: list[int], dropout: float):
         super().__init__()
         self.modalities = modalities
-        d_in = sum(int(torch.tensor(spec.shapes[m]).prod()) for m in modalities)
-        self.net = mlp_layers(d_in, hidden, spec.num_emotions, dropout)
+        self.net = mlp_layers(flat_dim(spec, modalities), hidden, spec.num_emotions, dropout)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = torch.cat([rearrange(batch[m], "b ... -> b (...)") for m in self.modalities], dim=-1)
-        return self.net(x)
+        return self.net(flatten_tensors(batch, self.modalities))
 
 
 class MLP(TorchMethod):

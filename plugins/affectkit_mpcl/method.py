@@ -6,7 +6,8 @@ Forward pass (every part is a registered component chosen by name in the config)
     P        = MSAF(T_primary, {T_a : a auxiliary})         fused physiological tokens
     x, y     = pool(P), pool(T_behavioral)                  physiological / behavioral embedding
     a_x, x̃   = Bank_phys(x);  a_y, ỹ = Bank_behav(y)         relations + enriched representations
-    logits   = HSC([P ‖ T_behavioral ‖ x̃ ‖ ỹ], summary=[x̃ ‖ ỹ])  +  W vec(x)   (linear skip)
+    v        = vec(x_1) ‖ … ‖ vec(x_M)                      every standardised input, flattened
+    logits   = HSC([P ‖ T_behavioral ‖ x̃ ‖ ỹ], summary=[x̃ ‖ ỹ])  +  W v + b   (linear skip)
     L        = KL(y_true ‖ softmax(logits))
                + λ_ground · ½ (KL(y_true ‖ e(a_x)) + KL(y_true ‖ e(a_y)))
                + λ_prd · PRD(s_x, s_y, U, V) + λ_pcl · PCL(x, y, U, V) + λ_skip/2 · ‖W‖²
@@ -21,7 +22,7 @@ one learned Hopfield-pooling query (``hopfield``) or the mean (``mean``). HSC's 
 also reads [x̃ ‖ ỹ] (``head.summary``).
 Evaluation uses an exponential moving average of the weights (``weight_average``,
 averaging.py), a training-procedure choice of affectkit rather than of the paper. The linear
-skip W vec(x) (linear_skip.py, ``linear_skip`` = λ_skip; null removes it) is affectkit's
+skip W v + b (linear_skip.py, ``linear_skip`` = λ_skip; null removes it) is affectkit's
 addition too: an L2-penalised linear map of all standardised inputs added to the logits.
 
 Defaults were chosen by ``benchmarks/mpcl_search.py`` on validation subjects carved out of

@@ -1,4 +1,5 @@
-"""The mpcl method: composition, ablations, gradients, determinism, save/load, errors."""
+"""The mpcl method: composition, ablations, gradients, determinism, save/load, errors, and
+the L2-penalised linear skip (closed form, zero start, penalty in the objective, switch)."""
 
 from __future__ import annotations
 
@@ -240,3 +241,53 @@ def test_partial_sub_component_overrides_keep_the_default_component(tmp_path):
     with pytest.raises(ConfigError) as exc:
         resolve_configs(["mpcl"], overrides=["method.bank.tua=0.5"])
     assert any("bank" in path and "tua" in path for path, _ in exc.value.errors)
+
+
+def test_skip_is_w_times_the_concatenated_flattened_inputs():
+    from affectkit_mpcl.linear_skip import LinearSkip
+
+    skip = LinearSkip(shapes={"a": (2, 3), "b": (4,)}, num_emotions=5, l2=0.5)
+    w, b = torch.randn(5, 10), torch.randn(5)
+    with torch.no_grad():
+        skip.weight.copy_(w)
+        skip.bias.copy_(b)
+    xa, xb = torch.randn(7, 2, 3), torch.randn(7, 4)
+    v = torch.cat([xa.reshape(7, 6), xb], dim=1)  # modality order, row-major flattening
+    torch.testing.assert_close(skip({"a": xa, "b": xb}), v @ w.T + b)
+    torch.testing.assert_close(skip.penalty(), 0.25 * (w * w).sum())  # λ/2 ‖W‖², no bias
+
+
+def test_skip_starts_at_zero_so_the_initial_model_is_the_deep_one(registry, tiny):
+    b = batch_of(tiny)
+    torch.manual_seed(0)
+    with_skip = build(registry, tiny.spec, weight_average=None, linear_skip=0.3)
+    with_skip = with_skip.build_model().eval()
+    torch.manual_seed(0)
+    without = build(registry, tiny.spec, weight_average=None, linear_skip=None).build_model().eval()
+    assert without.skip is None and with_skip.skip is not None
+    assert set(with_skip.skip.modalities) == set(tiny.spec.shapes)
+    with torch.no_grad():
+        torch.testing.assert_close(with_skip(b), without(b))
+        with_skip.skip.bias.fill_(1.0)  # a shift of every logit: same distribution
+        torch.testing.assert_close(with_skip(b).softmax(-1), without(b).softmax(-1))
+        with_skip.skip.weight.normal_()
+        assert not torch.allclose(with_skip(b), without(b))
+
+
+def test_penalty_enters_the_objective_and_the_skip_gets_gradient(registry, tiny):
+    b = batch_of(tiny)
+    torch.manual_seed(0)
+    model = build(registry, tiny.spec, weight_average=None, linear_skip=2.0).build_model().eval()
+    with torch.no_grad():
+        model.skip.weight.fill_(0.1)
+    terms = model.objective(b)
+    assert terms["skip"].item() == pytest.approx(0.5 * 2.0 * 0.01 * model.skip.weight.numel())
+    rest = terms["kl"] + model.cfg.ground_weight * terms["ground"]
+    rest = rest + model.cfg.prd_weight * terms["prd"] + model.cfg.pcl_weight * terms["pcl"]
+    torch.testing.assert_close(terms["total"], rest + terms["skip"])
+    terms["total"].backward()
+    assert model.skip.weight.grad.abs().sum() > 0
+    assert model.skip.bias.grad.abs().sum() > 0
+    # off: no term, no module
+    off = build(registry, tiny.spec, weight_average=None, linear_skip=None).build_model()
+    assert "skip" not in off.objective(b)

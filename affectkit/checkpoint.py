@@ -65,7 +65,7 @@ def fit_all(
     train_cfg = method_train_config(cfg)
     everything = np.arange(len(data))
     fit_idx, valid_idx = protocol.validation_split(
-        data, everything, train_cfg.valid_fraction if train_cfg.patience else 0.0, cfg.seed
+        data, everything, train_cfg.validation_fraction(), cfg.seed
     )
     norm = Standardizer.fit(data)
     train = norm.transform(data.subset(fit_idx))

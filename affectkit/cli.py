@@ -454,6 +454,35 @@ def config_show(
         data = cfg.model_dump(mode="json")
         data["train"] = method_train_config(cfg).model_dump(mode="json")
         console.print(yaml.safe_dump(data, sort_keys=False), end="", markup=False, highlight=False)
+        console.print(_schedule_comment(cfg), end="", markup=False, highlight=False, soft_wrap=True)
+
+
+def _schedule_comment(cfg: Any) -> str:
+    """The resolved training length per fold, as YAML comments (the dataset is loaded)."""
+    from .datasets import load_dataset
+    from .evaluate import fold_schedules
+
+    try:
+        rows = fold_schedules(cfg, load_dataset(cfg.dataset))
+    except UserError as exc:
+        return f"# training length: not resolved ({exc})\n"
+    if not rows:
+        return ""
+    head = f"# training length on {cfg.dataset.name}, {cfg.protocol.name}"
+
+    def describe(row: dict[str, Any]) -> str:
+        valid = f", validation {row['n_valid']} every {row['eval_every']} steps"
+        return (
+            f"fit {row['n_fit']}{valid if row['n_valid'] else ''} -> {row['steps']} steps "
+            f"({row['epochs']:g} epochs of {row['steps_per_epoch']}, rule {row['rule']})"
+        )
+
+    texts = [describe(r) for r in rows]
+    if len(set(texts)) == 1:
+        lines = [f"{head}, each of {len(rows)} folds: {texts[0]}"]
+    else:
+        lines = [f"{head}:"] + [f"#   {r['fold']}: {t}" for r, t in zip(rows, texts, strict=True)]
+    return "\n".join(lines) + "\n"
 
 
 @config_app.command("validate")

@@ -23,7 +23,7 @@ from .errors import UserError
 from .interfaces import Fold, Method, Protocol
 from .metrics import METRIC_NAMES, METRICS, score
 from .plugins import get_registry
-from .training import TrainConfig
+from .training import TrainConfig, resolve_schedule
 
 
 @dataclass
@@ -74,6 +74,35 @@ def build_method(cfg: RunConfig, data_spec, seed: int) -> Method:
     return entry.build(cfg.method, spec=data_spec, train=train, seed=seed, device=train.device)
 
 
+def fold_schedules(cfg: RunConfig, data: EmotionDataset) -> list[dict[str, Any]]:
+    """The training length each fold of ``cfg`` will get on ``data`` (no training).
+
+    What ``affectkit config show`` prints: the split sizes after the protocol's validation
+    hold-out, and the resolved :class:`~affectkit.training.Schedule` of every fold.
+    """
+    train_cfg = method_train_config(cfg)
+    protocol = build_protocol(cfg)
+    out = []
+    for fold in protocol.folds(data):
+        fit_idx, valid_idx = protocol.validation_split(
+            data, fold.train, train_cfg.validation_fraction(), fold_seed(cfg.seed, fold.index)
+        )
+        plan = resolve_schedule(train_cfg, len(fit_idx))
+        out.append(
+            {
+                "fold": fold.name,
+                "n_fit": len(fit_idx),
+                "n_valid": len(valid_idx),
+                "steps": plan.steps,
+                "steps_per_epoch": plan.steps_per_epoch,
+                "epochs": round(plan.epochs, 3),
+                "eval_every": plan.eval_every if len(valid_idx) else None,
+                "rule": plan.rule,
+            }
+        )
+    return out
+
+
 def build_protocol(cfg: RunConfig) -> Protocol:
     return get_registry().get("protocol", cfg.protocol.name).build(cfg.protocol)
 
@@ -115,7 +144,7 @@ def run_fold(
     fseed = fold_seed(seed, fold.index)
     train_cfg = method_train_config(cfg)
     fit_idx, valid_idx = protocol.validation_split(
-        data, fold.train, train_cfg.valid_fraction if train_cfg.patience else 0.0, fseed
+        data, fold.train, train_cfg.validation_fraction(), fseed
     )
     # Statistics from the training split only: the test fold never shapes the inputs.
     norm = Standardizer.fit(data.subset(fold.train))

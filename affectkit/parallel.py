@@ -43,7 +43,7 @@ from .evaluate import (
     score_fold,
 )
 from .interfaces import Fold, Protocol
-from .training import TorchMethod, TrainConfig, _autocast, resolve_device
+from .training import TorchMethod, TrainConfig, _autocast, resolve_device, resolve_schedule
 
 
 class _Call(nn.Module):
@@ -61,7 +61,7 @@ class _Call(nn.Module):
 
 def _splits(cfg: RunConfig, data: EmotionDataset, protocol: Protocol, folds: list[Fold], seed: int):
     train_cfg = method_train_config(cfg)
-    frac = train_cfg.valid_fraction if train_cfg.patience else 0.0
+    frac = train_cfg.validation_fraction()
     out = []
     for fold in folds:
         fseed = fold_seed(seed, fold.index)
@@ -78,6 +78,8 @@ def can_run_parallel(
         return False
     if not factory.fold_parallel:
         return False
+    if method_train_config(cfg).refit:
+        return False  # a refit retrains each fold for its own selected length
     sp = _splits(cfg, data, protocol, folds, seed)
     return len({len(s[2]) for s in sp}) == 1 and len({len(s[3]) for s in sp}) == 1
 
@@ -155,21 +157,23 @@ def run_folds_parallel(
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=tcfg.lr_decay)
     gens = [torch.Generator().manual_seed(s[1]) for s in splits]
     n = fit_idx.shape[1]
-    steps = max(1, math.ceil(n / tcfg.batch_size))
+    plan = resolve_schedule(tcfg, n)
+    n_evals = math.ceil(plan.steps / plan.eval_every)
     autocast = _autocast(tcfg, device)
     best_kl = torch.full((n_folds,), math.inf, dtype=torch.float64)
-    best_epoch = torch.zeros(n_folds, dtype=torch.long)
+    best_step = torch.zeros(n_folds, dtype=torch.long)
     bad = torch.zeros(n_folds, dtype=torch.long)
     stopped = torch.zeros(n_folds, dtype=torch.bool)
     best = {k: v.detach().clone() for k, v in params.items()}
     has_valid = val_idx.shape[1] > 0
-    epochs_run = torch.zeros(n_folds, dtype=torch.long)
-    for epoch in range(tcfg.epochs):
+    steps_run = torch.zeros(n_folds, dtype=torch.long)
+    step, done = 0, False
+    total = torch.zeros(n_folds, device=device)
+    while step < plan.steps and not done:
         proto.model.train()
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
         order = torch.gather(fit_idx, 1, perms)
-        total = torch.zeros(n_folds, device=device)
-        for s in range(steps):
+        for s in range(plan.steps_per_epoch):
             batch = gather(order[:, s * tcfg.batch_size : (s + 1) * tcfg.batch_size])
             with autocast:
                 losses = v_loss(params, buffers, batch)  # [F]
@@ -181,24 +185,30 @@ def run_folds_parallel(
             with torch.no_grad():
                 proto.after_step_stacked(params, buffers)
             total += losses.detach().float()
+            step += 1
+            steps_run += (~stopped).long()
+            if step % plan.eval_every and step < plan.steps:
+                continue
+            if has_valid:
+                proto.model.eval()  # as train_loop validates: no dropout, eval-mode modules
+                with torch.no_grad(), autocast:
+                    vkl = _valid_kl(v_logits, params, buffers, gather, val_idx, tcfg.batch_size * 8)
+                proto.model.train()
+                improved = (vkl < best_kl - 1e-6) & ~stopped
+                best_kl = torch.where(improved, vkl, best_kl)
+                best_step = torch.where(improved, step, best_step)
+                bad = torch.where(improved, 0, bad + 1)
+                mask = improved.to(device)
+                for k, v in params.items():
+                    best[k] = torch.where(mask.view(-1, *[1] * (v.dim() - 1)), v.detach(), best[k])
+                if tcfg.patience:
+                    stopped |= bad >= tcfg.patience
+            record = {"step": step, "train_loss": float(total.mean()) / max(step, 1)}
+            callbacks.epoch(math.ceil(step / plan.eval_every), n_evals, record)
+            done = bool(stopped.all()) or step >= plan.steps
+            if done:
+                break
         sched.step()
-        epochs_run += (~stopped).long()
-        if has_valid:
-            proto.model.eval()  # as train_loop validates: no dropout, eval-mode modules
-            with torch.no_grad(), autocast:
-                vkl = _valid_kl(v_logits, params, buffers, gather, val_idx, tcfg.batch_size * 8)
-            improved = (vkl < best_kl - 1e-6) & ~stopped
-            best_kl = torch.where(improved, vkl, best_kl)
-            best_epoch = torch.where(improved, epoch + 1, best_epoch)
-            bad = torch.where(improved, 0, bad + 1)
-            mask = improved.to(device)
-            for k, v in params.items():
-                best[k] = torch.where(mask.view(-1, *[1] * (v.dim() - 1)), v.detach(), best[k])
-            if tcfg.patience:
-                stopped |= bad >= tcfg.patience
-        callbacks.epoch(epoch + 1, tcfg.epochs, {"train_loss": float(total.mean()) / steps})
-        if bool(stopped.all()):
-            break
     final = best if has_valid else params
     fit_seconds = (time.perf_counter() - t_start) / n_folds
 
@@ -209,9 +219,16 @@ def run_folds_parallel(
         m.model.load_state_dict({k: v[f].detach() for k, v in {**final, **buffers}.items()})
         m.model.eval()
         test = norm.transform(data.subset(fold.test))
+        run_f = int(steps_run[f])
+        best_f = int(best_step[f]) if has_valid else run_f
         info = {
-            "epochs_run": int(epochs_run[f]),
-            "best_epoch": int(best_epoch[f]) if has_valid else int(epochs_run[f]),
+            "steps_run": run_f,
+            "epochs_run": round(run_f / plan.steps_per_epoch, 3),
+            "steps_budget": plan.steps,
+            "steps_per_epoch": plan.steps_per_epoch,
+            "schedule_rule": plan.rule,
+            "best_step": best_f,
+            "best_epoch": round(best_f / plan.steps_per_epoch, 3),
             "best_valid_kl": float(best_kl[f]) if has_valid else None,
             "fold_parallel": n_folds,
         }

@@ -13,6 +13,7 @@ import math
 import time
 from abc import abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -30,20 +31,60 @@ class TrainConfig(BaseModel):
 
     A key left unset takes the method's own default (``Method.train_defaults``), then the
     value here.
+
+    **How long training runs** (:func:`resolve_schedule`; every fold records the result):
+
+    - ``steps`` set: exactly that many optimiser steps;
+    - else ``epochs`` set: ``epochs x ceil(n_fit / batch_size)`` steps (the classic rule);
+    - else the budget adapts to the data: ``clamp(passes x ceil(n_fit / batch_size),
+      min_steps, max_steps)``. ``passes`` suits mid-sized data; the floor keeps a small
+      dataset (a WESAD subject: ~160 windows, one batch) from getting a handful of steps,
+      the cap keeps a large one (DMER size: ~200k windows) from passes it does not need.
+
+    With ``patience > 0`` the protocol's own validation split (``valid_fraction`` of the
+    training split, held out by the protocol's rule) is scored ``evaluations`` times spread
+    over the budget; training stops after ``patience`` evaluations without improvement and
+    the best weights are kept. With ``refit`` the model is then trained again, from the
+    same initialisation, on the whole training split (fit + validation) for the selected
+    number of epochs, so that no training data is lost to the hold-out.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    epochs: int = Field(30, ge=1)
+    epochs: int | None = Field(
+        None, ge=1, description="fixed number of epochs; null = the adaptive step budget"
+    )
+    steps: int | None = Field(
+        None, ge=1, description="fixed number of optimiser steps (wins over epochs)"
+    )
+    passes: float = Field(
+        30.0, gt=0, description="adaptive budget: passes over the fit split, before the clamp"
+    )
+    min_steps: int = Field(300, ge=1, description="adaptive budget: floor in optimiser steps")
+    max_steps: int = Field(3000, ge=1, description="adaptive budget: cap in optimiser steps")
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     lr_decay: float = Field(1.0, gt=0, le=1, description="exponential LR decay per epoch")
     patience: int = Field(
-        8, ge=0, description="early stopping patience in epochs on validation KL; 0 = off"
+        5,
+        ge=0,
+        description="early stopping: validation evaluations without improvement in KL before "
+        "training stops; 0 = off (no hold-out, the whole budget is trained)",
+    )
+    evaluations: int = Field(
+        20,
+        ge=1,
+        description="validation evaluations spread over the step budget (with epochs set and "
+        "no steps: one per epoch)",
     )
     valid_fraction: float = Field(
         0.15, ge=0, lt=1, description="share of the training split held out for early stopping"
+    )
+    refit: bool = Field(
+        False,
+        description="after early stopping, retrain on fit + validation for the chosen number "
+        "of epochs (costs a second training run)",
     )
     grad_clip: float | None = Field(5.0, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -56,9 +97,58 @@ class TrainConfig(BaseModel):
     )
 
     def resolved(self, defaults: dict[str, Any]) -> TrainConfig:
-        """User-set keys win over the method's defaults, which win over these defaults."""
-        merged = {**defaults, **self.model_dump(exclude_unset=True)}
-        return TrainConfig(**merged)
+        """User-set keys win over the method's defaults, which win over these defaults.
+
+        A user who sets ``epochs`` (or ``steps``) means that length, so a method default of
+        the other kind does not override it.
+        """
+        user = self.model_dump(exclude_unset=True)
+        defaults = dict(defaults)
+        if "epochs" in user or "steps" in user:
+            for key in ("epochs", "steps"):
+                if key not in user:
+                    defaults.pop(key, None)
+        return TrainConfig(**{**defaults, **user})
+
+    @property
+    def holds_out(self) -> bool:
+        """Whether a validation split is carved out (only early stopping needs one)."""
+        return self.patience > 0 and self.valid_fraction > 0
+
+    def validation_fraction(self) -> float:
+        return self.valid_fraction if self.holds_out else 0.0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The resolved training length of one fit (recorded in every fold's ``fit_info``)."""
+
+    steps: int  # optimiser steps
+    steps_per_epoch: int
+    eval_every: int  # validation every this many steps
+    rule: str  # "steps", "epochs" or "budget"
+
+    @property
+    def epochs(self) -> float:
+        return self.steps / self.steps_per_epoch
+
+    def describe(self) -> str:
+        return f"{self.steps} steps ({self.epochs:.3g} epochs of {self.steps_per_epoch})"
+
+
+def resolve_schedule(cfg: TrainConfig, n_fit: int) -> Schedule:
+    """Steps, steps per epoch and validation interval for a fit split of ``n_fit`` samples."""
+    per_epoch = max(1, math.ceil(max(n_fit, 1) / cfg.batch_size))
+    if cfg.steps is not None:
+        steps, rule = cfg.steps, "steps"
+    elif cfg.epochs is not None:
+        steps, rule = cfg.epochs * per_epoch, "epochs"
+    else:
+        lo, hi = min(cfg.min_steps, cfg.max_steps), cfg.max_steps
+        steps, rule = int(np.clip(round(cfg.passes * per_epoch), lo, hi)), "budget"
+    # epochs-based training has always validated once per epoch
+    every = per_epoch if rule == "epochs" else max(1, math.ceil(steps / cfg.evaluations))
+    return Schedule(steps=steps, steps_per_epoch=per_epoch, eval_every=every, rule=rule)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -103,30 +193,38 @@ def train_loop(
     seed: int,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     after_step: Callable[[], None] | None = None,
+    steps: int | None = None,
 ) -> dict[str, Any]:
-    """AdamW over shuffled mini-batches; keeps the weights of the best validation KL.
+    """AdamW over shuffled mini-batches for the resolved schedule; keeps the best weights.
 
+    The batch order is a fresh permutation per epoch (the last epoch may be partial).
+    Validation runs every ``eval_every`` steps and at the end; the host syncs only then.
+    ``steps`` (optional) overrides the schedule's length, e.g. for a refit.
     ``after_step`` (optional) is called right after every optimiser step, e.g. to update
     per-step state such as a weight average (:meth:`TorchMethod.after_step`).
     """
     device = next(iter(train.values())).device
     n = next(iter(train.values())).shape[0]
+    has_valid = valid is not None and len(valid["target"]) > 0
+    plan = resolve_schedule(cfg, n)
+    total_steps = plan.steps if steps is None else steps
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
     gen = torch.Generator().manual_seed(seed)
-    steps = max(1, math.ceil(n / cfg.batch_size))
     best = (math.inf, -1)
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, float]] = []
-    bad_epochs = 0
+    bad_evals, step, since = 0, 0, 0
     autocast = _autocast(cfg, device)
+    n_evals = math.ceil(total_steps / plan.eval_every)
+    total = torch.zeros((), device=device)
     t0 = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    stop = False
+    while step < total_steps and not stop:
         model.train()
         perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
-        total = torch.zeros((), device=device)
-        for s in range(steps):
+        for s in range(plan.steps_per_epoch):
             batch = _slice(train, perm[s * cfg.batch_size : (s + 1) * cfg.batch_size])
             with autocast:
                 loss = loss_fn(batch)
@@ -138,29 +236,47 @@ def train_loop(
             if after_step is not None:
                 after_step()
             total += loss.detach()
+            step, since = step + 1, since + 1
+            if step % plan.eval_every and step < total_steps:
+                continue
+            record = {
+                "step": step,
+                "epoch": step / plan.steps_per_epoch,
+                "train_loss": float(total) / since,
+            }
+            total.zero_()
+            since = 0
+            if has_valid:
+                model.eval()
+                with torch.no_grad(), autocast:
+                    vkl = evaluate_kl(logits_fn, valid, cfg.batch_size * 8)
+                model.train()
+                record["valid_kl"] = vkl
+                if vkl < best[0] - 1e-6:
+                    best, bad_evals = (vkl, step), 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    bad_evals += 1
+            history.append(record)
+            if progress is not None:
+                progress(len(history), n_evals, record)
+            if cfg.patience and has_valid and bad_evals >= cfg.patience:
+                stop = True
+            if stop or step >= total_steps:
+                break
         sched.step()
-        record = {"epoch": epoch + 1, "train_loss": float(total) / steps}
-        if valid is not None and len(valid["target"]) > 0:
-            model.eval()
-            with torch.no_grad(), autocast:
-                vkl = evaluate_kl(logits_fn, valid, cfg.batch_size * 8)
-            record["valid_kl"] = vkl
-            if vkl < best[0] - 1e-6:
-                best, bad_epochs = (vkl, epoch + 1), 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                bad_epochs += 1
-        history.append(record)
-        if progress is not None:
-            progress(epoch + 1, cfg.epochs, record)
-        if cfg.patience and valid is not None and bad_epochs >= cfg.patience:
-            break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    best_step = best[1] if best_state is not None else step
     return {
-        "epochs_run": len(history),
-        "best_epoch": best[1] if best_state is not None else len(history),
+        "steps_run": step,
+        "epochs_run": round(step / plan.steps_per_epoch, 3),
+        "steps_budget": total_steps,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "schedule_rule": plan.rule if steps is None else "refit",
+        "best_step": best_step,
+        "best_epoch": round(best_step / plan.steps_per_epoch, 3),
         "best_valid_kl": None if best_state is None else best[0],
         "train_seconds": time.perf_counter() - t0,
         "final_train_loss": history[-1]["train_loss"] if history else None,
@@ -249,6 +365,31 @@ class TorchMethod(Method):
         device = self._ensure_model()
         tr = dataset_tensors(train, device)
         va = dataset_tensors(valid, device) if valid is not None and len(valid) else None
+        info = self._train(tr, va, progress)
+        if not (self.train_config.refit and va is not None):
+            return info
+        # Refit: the selected length in epochs, on fit + validation, from the same init.
+        n_fit, n_all = len(tr["target"]), len(tr["target"]) + len(va["target"])
+        everything = {k: torch.cat([tr[k], va[k]]) for k in tr}
+        per_epoch = resolve_schedule(self.train_config, n_all).steps_per_epoch
+        steps = max(
+            1,
+            round(info["best_step"] / math.ceil(n_fit / self.train_config.batch_size) * per_epoch),
+        )
+        self.model = None
+        self._ensure_model()
+        refit = self._train(everything, None, progress, steps=steps)
+        return {
+            **refit,
+            "selected_step": info["best_step"],
+            "selected_epoch": info["best_epoch"],
+            "best_valid_kl": info["best_valid_kl"],
+            "selection_steps_run": info["steps_run"],
+            "train_seconds": info["train_seconds"] + refit["train_seconds"],
+        }
+
+    def _train(self, tr, va, progress, steps: int | None = None) -> dict[str, Any]:
+        assert self.model is not None
         return train_loop(
             self.model,
             self.loss,
@@ -259,6 +400,7 @@ class TorchMethod(Method):
             seed=self.seed,
             progress=progress,
             after_step=self.after_step,
+            steps=steps,
         )
 
     @torch.no_grad()

@@ -30,7 +30,7 @@ from .interfaces import (
 from .layers import Dropout, fast_dropout
 from .plugins import get_plugin_manager, get_registry
 from .registry import KINDS, ComponentConfig, Registry
-from .training import TorchMethod, TrainConfig, kl_loss
+from .training import TorchMethod, TrainConfig, kl_loss, start_linear_at
 
 
 def load(path):
@@ -72,4 +72,5 @@ __all__ = [
     "hookimpl",
     "kl_loss",
     "load",
+    "start_linear_at",
 ]

@@ -110,10 +110,11 @@ def run_folds_parallel(
     t_start = time.perf_counter()
 
     methods: list[TorchMethod] = []
-    for _, fseed, *_ in splits:
+    for _, fseed, fit_i, _, _ in splits:
         m = build_method(cfg, data.spec, fseed)
         m.model = None
         m._ensure_model()  # same seeded initialisation as a sequential fit
+        m._start(torch.from_numpy(data.targets[fit_i]).to(device))
         methods.append(m)
     params, buffers = stack_module_state([m.model for m in methods])  # each [F, ...]
     proto = methods[0]
@@ -169,6 +170,10 @@ def run_folds_parallel(
     steps_run = torch.zeros(n_folds, dtype=torch.long)
     step, done = 0, False
     total = torch.zeros(n_folds, device=device)
+    if has_valid:  # step 0 is a candidate too, as in train_loop
+        proto.model.eval()
+        with torch.no_grad(), autocast:
+            best_kl = _valid_kl(v_logits, params, buffers, gather, val_idx, tcfg.batch_size * 8)
     while step < plan.steps and not done:
         proto.model.train()
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)

@@ -86,6 +86,12 @@ class TrainConfig(BaseModel):
         description="after early stopping, retrain on fit + validation for the chosen number "
         "of epochs (costs a second training run)",
     )
+    prior_start: bool = Field(
+        True,
+        description="the untrained model predicts the fit split's mean distribution (methods "
+        "that implement TorchMethod.start_at_prior); with a validation split, that start is "
+        "scored too, so early stopping never keeps a model worse than the prior on it",
+    )
     grad_clip: float | None = Field(5.0, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "off", "bf16"] = Field(
@@ -221,6 +227,11 @@ def train_loop(
     total = torch.zeros((), device=device)
     t0 = time.perf_counter()
     stop = False
+    if has_valid:  # step 0: the start is a candidate too (the prior, with prior_start)
+        model.eval()
+        with torch.no_grad(), autocast:
+            best = (evaluate_kl(logits_fn, valid, cfg.batch_size * 8), 0)
+        best_state = copy.deepcopy(model.state_dict())
     while step < total_steps and not stop:
         model.train()
         perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
@@ -350,6 +361,21 @@ class TorchMethod(Method):
         (the call runs under ``torch.no_grad``). Default: nothing.
         """
 
+    def start_at_prior(self, log_prior: torch.Tensor) -> bool:
+        """Make the untrained model output ``log_prior`` (``[K]``) as logits for every input.
+
+        Called once per fit, after :meth:`build_model`, when ``train.prior_start`` is on.
+        The usual way: zero the weights of the layer(s) producing the logits and put
+        ``log_prior`` in one bias (:func:`start_linear_at`). Return True if done; the default
+        does nothing and returns False.
+        """
+        return False
+
+    def _start(self, target: torch.Tensor) -> None:
+        if self.train_config.prior_start and len(target):
+            with torch.no_grad():
+                self.start_at_prior(torch.log(target.mean(0).clamp_min(1e-6)))
+
     def _ensure_model(self) -> torch.device:
         device = resolve_device(self.device)
         if self.model is None:
@@ -365,6 +391,7 @@ class TorchMethod(Method):
         device = self._ensure_model()
         tr = dataset_tensors(train, device)
         va = dataset_tensors(valid, device) if valid is not None and len(valid) else None
+        self._start(tr["target"])
         info = self._train(tr, va, progress)
         if not (self.train_config.refit and va is not None):
             return info
@@ -373,11 +400,12 @@ class TorchMethod(Method):
         everything = {k: torch.cat([tr[k], va[k]]) for k in tr}
         per_epoch = resolve_schedule(self.train_config, n_all).steps_per_epoch
         steps = max(
-            1,
+            0,
             round(info["best_step"] / math.ceil(n_fit / self.train_config.batch_size) * per_epoch),
         )
         self.model = None
         self._ensure_model()
+        self._start(everything["target"])
         refit = self._train(everything, None, progress, steps=steps)
         return {
             **refit,
@@ -429,3 +457,15 @@ class TorchMethod(Method):
         assert self.model is not None
         self.model.load_state_dict(state)
         self.model.eval()
+
+
+@torch.no_grad()
+def start_linear_at(linear: nn.Linear, bias: torch.Tensor | None) -> None:
+    """Zero ``linear``'s weight; its bias becomes ``bias`` (zeros if None).
+
+    The output then no longer depends on the input: the model starts from a constant
+    prediction and the first gradient step moves the weight off zero.
+    """
+    linear.weight.zero_()
+    if linear.bias is not None:
+        linear.bias.copy_(bias if bias is not None else torch.zeros_like(linear.bias))

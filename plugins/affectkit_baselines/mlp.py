@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from affectkit import ComponentConfig, DataSpec, TorchMethod
+from affectkit import ComponentConfig, DataSpec, TorchMethod, start_linear_at
 
 from .features import flat_dim, flatten_tensors
 
@@ -56,3 +56,8 @@ class MLP(TorchMethod):
                 f"{list(self.spec.shapes)}); fix method.modalities."
             )
         return EarlyFusionNet(self.spec, mods, self.config.hidden, self.config.dropout)
+
+    def start_at_prior(self, log_prior: torch.Tensor) -> bool:
+        assert self.model is not None
+        start_linear_at(self.model.net[-1], log_prior)
+        return True

@@ -51,6 +51,7 @@ from affectkit import (
     component,
     get_registry,
     kl_loss,
+    start_linear_at,
 )
 
 from .averaging import WeightAveraged, update_stacked
@@ -380,6 +381,23 @@ class MPCL(TorchMethod):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net.objective(batch)["total"]
+
+    def start_at_prior(self, log_prior: torch.Tensor) -> bool:
+        """Zero the classifier's output layer (and the skip's W, zero already); the prior
+        goes into the skip's bias, or the classifier's without a skip."""
+        net = self.net
+        head = net.head
+        last = head.classifier[-1] if hasattr(head, "classifier") else head
+        last = last[-1] if isinstance(last, nn.Sequential) else last
+        if not isinstance(last, nn.Linear) or getattr(net.head, "emotion_readout", False):
+            return False
+        start_linear_at(last, None if net.skip is not None else log_prior)
+        if net.skip is not None:
+            net.skip.weight.zero_()
+            net.skip.bias.copy_(log_prior)
+        if isinstance(self.model, WeightAveraged):  # the average starts where the net starts
+            self.model.average.load_state_dict(net.state_dict())
+        return True
 
     def after_step(self) -> None:
         if isinstance(self.model, WeightAveraged):

@@ -1,0 +1,171 @@
+"""Training length: the resolved schedule, what the loop trains, and what every fold records."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from affectkit.bench import resolve_configs
+from affectkit.datasets import load_dataset
+from affectkit.evaluate import build_protocol, fold_schedules, run_fold
+from affectkit.parallel import can_run_parallel, run_folds_parallel
+from affectkit.training import TrainConfig, resolve_schedule, train_loop
+
+TINY = ["dataset.subjects=4", "dataset.trials=8", "dataset.windows=6", "protocol.folds=null"]
+
+
+@pytest.mark.parametrize(
+    ("n_fit", "expected"),
+    [
+        (100, 300),  # one batch per epoch: the floor gives 300 steps, not 30
+        (128 * 20, 600),  # 20 batches x 30 passes, inside the clamp
+        (200_000, 3000),  # 1563 batches x 30 passes is capped
+    ],
+)
+def test_adaptive_budget_is_passes_clamped_to_floor_and_cap(n_fit, expected):
+    cfg = TrainConfig(batch_size=128, passes=30, min_steps=300, max_steps=3000, evaluations=20)
+    plan = resolve_schedule(cfg, n_fit)
+    assert plan.rule == "budget" and plan.steps == expected
+    assert plan.steps_per_epoch == math.ceil(n_fit / 128)
+    assert plan.eval_every == math.ceil(expected / 20)
+    assert plan.epochs == pytest.approx(expected / plan.steps_per_epoch)
+
+
+def test_steps_win_over_epochs_and_epochs_validate_once_per_epoch():
+    assert resolve_schedule(TrainConfig(steps=7, epochs=3, batch_size=10), 95).steps == 7
+    plan = resolve_schedule(TrainConfig(epochs=3, batch_size=10), 95)
+    assert (plan.steps, plan.steps_per_epoch, plan.eval_every, plan.rule) == (30, 10, 10, "epochs")
+
+
+def test_user_length_beats_a_method_default_of_the_other_kind():
+    method_defaults = {"epochs": 3, "batch_size": 256}
+    assert TrainConfig(steps=50).resolved(method_defaults).epochs is None
+    assert TrainConfig(epochs=9).resolved({"steps": 40}).steps is None
+    assert TrainConfig().resolved(method_defaults).epochs == 3
+
+
+class _Linear(nn.Module):
+    def __init__(self, d: int, k: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(d, k)
+
+    def forward(self, batch):
+        return self.lin(batch["x"])
+
+
+def _data(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 5, generator=g)
+    y = torch.softmax(x @ torch.randn(5, 3, generator=g), dim=-1)
+    return {"x": x, "target": y}
+
+
+def _fit(cfg: TrainConfig, train, valid=None, steps=None):
+    torch.manual_seed(0)
+    model = _Linear(5, 3)
+    calls = []
+
+    def loss(b):
+        from affectkit import kl_loss
+
+        return kl_loss(model(b), b["target"])
+
+    info = train_loop(
+        model,
+        loss,
+        model,
+        train,
+        valid,
+        cfg,
+        seed=0,
+        after_step=lambda: calls.append(1),
+        steps=steps,
+    )
+    return model, info, len(calls)
+
+
+def test_loop_trains_exactly_the_budget_across_partial_epochs():
+    cfg = TrainConfig(steps=23, batch_size=10, patience=0)
+    _, info, calls = _fit(cfg, _data(45))  # 5 batches per epoch: 4 epochs and 3 steps
+    assert calls == info["steps_run"] == 23
+    assert info["steps_per_epoch"] == 5 and info["epochs_run"] == pytest.approx(4.6)
+    assert info["schedule_rule"] == "steps"
+
+
+def test_patience_counts_evaluations_and_the_best_step_is_restored():
+    # lr so large that validation KL gets worse after the first evaluations
+    cfg = TrainConfig(steps=200, evaluations=20, patience=3, batch_size=8, lr=5.0, grad_clip=None)
+    model, info, calls = _fit(cfg, _data(40), _data(40, seed=1))
+    assert info["steps_run"] < 200 and calls == info["steps_run"]
+    assert info["steps_run"] == info["best_step"] + 3 * 10  # stopped 3 evaluations later
+    assert info["best_step"] % 10 == 0
+    from affectkit.training import evaluate_kl
+
+    valid = _data(40, seed=1)
+    with torch.no_grad():
+        kl = evaluate_kl(model, valid, 100)
+    assert kl == pytest.approx(info["best_valid_kl"], rel=1e-6)
+
+
+def test_same_seed_same_numbers():
+    cfg = TrainConfig(steps=17, batch_size=8, patience=0)
+    m1, _, _ = _fit(cfg, _data(30))
+    m2, _, _ = _fit(cfg, _data(30))
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def _setup(method, *extra):
+    (cfg,) = resolve_configs([method], overrides=[*TINY, "method.dropout=0", *extra])
+    data = load_dataset(cfg.dataset)
+    proto = build_protocol(cfg)
+    return cfg, data, proto, proto.folds(data)
+
+
+def test_every_fold_records_steps_and_epochs_and_config_show_agrees():
+    cfg, data, proto, folds = _setup("mlp", "train.epochs=null", "train.min_steps=20")
+    planned = fold_schedules(cfg, data)
+    result, _ = run_fold(cfg, data, proto, folds[0], seed=0)
+    info = result.fit_info
+    assert info["steps_budget"] == planned[0]["steps"]
+    assert info["steps_per_epoch"] == planned[0]["steps_per_epoch"]
+    assert info["steps_run"] <= info["steps_budget"] and info["epochs_run"] > 0
+    assert info["schedule_rule"] == "budget"
+
+
+def test_refit_trains_the_selected_epochs_on_fit_plus_validation():
+    cfg, data, proto, folds = _setup(
+        "mlp", "train.steps=40", "train.patience=2", "train.evaluations=8", "train.refit=true"
+    )
+    result, _ = run_fold(cfg, data, proto, folds[0], seed=0)
+    info = result.fit_info
+    assert info["schedule_rule"] == "refit"
+    n_all = len(folds[0].train)
+    fit, _ = proto.validation_split(data, folds[0].train, 0.15, result.seed)
+    per_fit, per_all = math.ceil(len(fit) / 128), math.ceil(n_all / 128)
+    assert info["steps_run"] == max(0, round(info["selected_step"] / per_fit * per_all))
+    assert not can_run_parallel(cfg, data, proto, folds, seed=0)  # refit runs fold by fold
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_fold_parallel_follows_the_same_step_schedule(patience):
+    # 36 fit windows per fold at batch 8: 5 batches per epoch, validation every 3 steps, i.e.
+    # mid-epoch; fold-parallel training must stop and keep weights at the same steps.
+    cfg, data, proto, folds = _setup(
+        "mlp",
+        "train.epochs=null",
+        "train.batch_size=8",
+        "train.min_steps=24",
+        "train.passes=1",
+        "train.evaluations=8",
+        f"train.patience={patience}",
+    )
+    assert can_run_parallel(cfg, data, proto, folds, seed=0)
+    seq = [run_fold(cfg, data, proto, f, seed=0) for f in folds]
+    par = run_folds_parallel(cfg, data, proto, folds, seed=0)
+    for (r1, p1), (r2, p2) in zip(seq, par, strict=True):
+        for key in ("steps_run", "best_step", "steps_budget", "steps_per_epoch"):
+            assert r1.fit_info[key] == r2.fit_info[key], key
+        np.testing.assert_allclose(p1.pred, p2.pred, atol=1e-4)

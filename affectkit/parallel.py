@@ -43,7 +43,14 @@ from .evaluate import (
     score_fold,
 )
 from .interfaces import Fold, Protocol
-from .training import TorchMethod, TrainConfig, _autocast, resolve_device, resolve_schedule
+from .training import (
+    SHRINK_ALPHAS,
+    TorchMethod,
+    TrainConfig,
+    _autocast,
+    resolve_device,
+    resolve_schedule,
+)
 
 
 class _Call(nn.Module):
@@ -170,10 +177,19 @@ def run_folds_parallel(
     steps_run = torch.zeros(n_folds, dtype=torch.long)
     step, done = 0, False
     total = torch.zeros(n_folds, device=device)
-    if has_valid:  # step 0 is a candidate too, as in train_loop
+    # per-fold fit-split priors for the shrinkage a·model + (1 − a)·prior, as train_loop does
+    priors = torch.stack([target[i].double().mean(0) for i in fit_idx]) if tcfg.shrink else None
+    best_alpha = torch.ones(n_folds, dtype=torch.float64)
+
+    def validate() -> tuple[torch.Tensor, torch.Tensor]:
         proto.model.eval()
         with torch.no_grad(), autocast:
-            best_kl = _valid_kl(v_logits, params, buffers, gather, val_idx, tcfg.batch_size * 8)
+            return _valid_kl(
+                v_logits, params, buffers, gather, val_idx, tcfg.batch_size * 8, priors
+            )
+
+    if has_valid:  # step 0 is a candidate too, as in train_loop
+        best_kl, best_alpha = validate()
     while step < plan.steps and not done:
         proto.model.train()
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
@@ -195,12 +211,11 @@ def run_folds_parallel(
             if step % plan.eval_every and step < plan.steps:
                 continue
             if has_valid:
-                proto.model.eval()  # as train_loop validates: no dropout, eval-mode modules
-                with torch.no_grad(), autocast:
-                    vkl = _valid_kl(v_logits, params, buffers, gather, val_idx, tcfg.batch_size * 8)
+                vkl, alpha = validate()  # as train_loop validates: eval-mode modules
                 proto.model.train()
                 improved = (vkl < best_kl - 1e-6) & ~stopped
                 best_kl = torch.where(improved, vkl, best_kl)
+                best_alpha = torch.where(improved, alpha, best_alpha)
                 best_step = torch.where(improved, step, best_step)
                 bad = torch.where(improved, 0, bad + 1)
                 mask = improved.to(device)
@@ -223,6 +238,8 @@ def run_folds_parallel(
         assert m.model is not None
         m.model.load_state_dict({k: v[f].detach() for k, v in {**final, **buffers}.items()})
         m.model.eval()
+        if has_valid:
+            m._set_shrink(float(best_alpha[f]), target[fit_idx[f]])
         test = norm.transform(data.subset(fold.test))
         run_f = int(steps_run[f])
         best_f = int(best_step[f]) if has_valid else run_f
@@ -235,6 +252,7 @@ def run_folds_parallel(
             "best_step": best_f,
             "best_epoch": round(best_f / plan.steps_per_epoch, 3),
             "best_valid_kl": float(best_kl[f]) if has_valid else None,
+            "shrink_alpha": float(best_alpha[f]),
             "fold_parallel": n_folds,
         }
         out.append(
@@ -254,12 +272,26 @@ def _clip_per_fold(leaves: list[torch.Tensor], max_norm: float) -> None:
         g.mul_(coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
 
 
-def _valid_kl(v_logits, params, buffers, gather, val_idx: torch.Tensor, chunk: int) -> torch.Tensor:
+def _valid_kl(
+    v_logits, params, buffers, gather, val_idx: torch.Tensor, chunk: int, priors
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per fold: (best validation KL over the shrinkage weights, that weight); ``[F]`` each.
+
+    Without ``priors`` ([F, K]) the weight is 1 (the model alone), as in ``train_loop``.
+    """
     n_folds, n = val_idx.shape
-    total = torch.zeros(n_folds, dtype=torch.float64, device=val_idx.device)
+    alphas = torch.tensor(SHRINK_ALPHAS if priors is not None else (1.0,), dtype=torch.float64)
+    a = alphas.to(val_idx.device)[:, None, None, None]  # [A, 1, 1, 1]
+    total = torch.zeros(len(alphas), n_folds, dtype=torch.float64, device=val_idx.device)
     for s in range(0, n, chunk):
         batch = gather(val_idx[:, s : s + chunk])
-        logp = torch.log_softmax(v_logits(params, buffers, batch).double(), dim=-1)
-        y = batch["target"].double()
-        total += (torch.special.xlogy(y, y) - y * logp).sum(dim=(1, 2))
-    return (total / max(n, 1)).cpu()
+        y = batch["target"].double()  # [F, b, K]
+        if priors is None:
+            logq = torch.log_softmax(v_logits(params, buffers, batch).double(), dim=-1)[None]
+        else:
+            p = torch.softmax(v_logits(params, buffers, batch).double(), dim=-1)
+            logq = torch.log((a * p + (1 - a) * priors[:, None, :]).clamp_min(1e-300))
+        total += (torch.special.xlogy(y, y) - y * logq).sum(dim=(2, 3))
+    kls = (total / max(n, 1)).cpu()  # [A, F]
+    j = torch.argmin(kls, dim=0)
+    return kls.gather(0, j[None])[0], alphas[j]

@@ -79,10 +79,10 @@ class TrainConfig(BaseModel):
         "no steps: one per epoch)",
     )
     valid_fraction: float = Field(
-        0.15, ge=0, lt=1, description="share of the training split held out for early stopping"
+        0.2, ge=0, lt=1, description="share of the training split held out for early stopping"
     )
     refit: bool = Field(
-        False,
+        True,
         description="after early stopping, retrain on fit + validation for the chosen number "
         "of epochs (costs a second training run)",
     )
@@ -91,6 +91,12 @@ class TrainConfig(BaseModel):
         description="the untrained model predicts the fit split's mean distribution (methods "
         "that implement TorchMethod.start_at_prior); with a validation split, that start is "
         "scored too, so early stopping never keeps a model worse than the prior on it",
+    )
+    shrink: bool = Field(
+        True,
+        description="predict a*model + (1-a)*prior, a in {0, 0.1, ..., 1} chosen together with "
+        "the step on the validation split (needs the early-stopping hold-out); a = 1 when "
+        "training moves the model past the prior on held-out data",
     )
     grad_clip: float | None = Field(5.0, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -227,10 +233,22 @@ def train_loop(
     total = torch.zeros((), device=device)
     t0 = time.perf_counter()
     stop = False
-    if has_valid:  # step 0: the start is a candidate too (the prior, with prior_start)
+    prior = train["target"].double().mean(0) if cfg.shrink and has_valid else None
+    best_alpha = 1.0
+
+    def validate() -> tuple[float, float]:
+        """(validation KL, its mixing weight a): a = 1 without shrinkage."""
         model.eval()
         with torch.no_grad(), autocast:
-            best = (evaluate_kl(logits_fn, valid, cfg.batch_size * 8), 0)
+            if prior is None:
+                return evaluate_kl(logits_fn, valid, cfg.batch_size * 8), 1.0
+            kls = mixed_kl(logits_fn, valid, cfg.batch_size * 8, prior)
+        j = int(torch.argmin(kls))
+        return float(kls[j]), SHRINK_ALPHAS[j]
+
+    if has_valid:  # step 0: the start is a candidate too (the prior, with prior_start)
+        vkl, best_alpha = validate()
+        best = (vkl, 0)
         best_state = copy.deepcopy(model.state_dict())
     while step < total_steps and not stop:
         model.train()
@@ -258,13 +276,11 @@ def train_loop(
             total.zero_()
             since = 0
             if has_valid:
-                model.eval()
-                with torch.no_grad(), autocast:
-                    vkl = evaluate_kl(logits_fn, valid, cfg.batch_size * 8)
+                vkl, alpha = validate()
                 model.train()
                 record["valid_kl"] = vkl
                 if vkl < best[0] - 1e-6:
-                    best, bad_evals = (vkl, step), 0
+                    best, bad_evals, best_alpha = (vkl, step), 0, alpha
                     best_state = copy.deepcopy(model.state_dict())
                 else:
                     bad_evals += 1
@@ -289,6 +305,7 @@ def train_loop(
         "best_step": best_step,
         "best_epoch": round(best_step / plan.steps_per_epoch, 3),
         "best_valid_kl": None if best_state is None else best[0],
+        "shrink_alpha": best_alpha,
         "train_seconds": time.perf_counter() - t0,
         "final_train_loss": history[-1]["train_loss"] if history else None,
     }
@@ -299,6 +316,32 @@ def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
     if not use:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+_SHRINK_ALPHA, _SHRINK_PRIOR = "__shrink__.alpha", "__shrink__.prior"
+
+#: mixing weights a of the model's distribution with the prior that validation chooses from
+SHRINK_ALPHAS = tuple(i / 10 for i in range(11))
+
+
+def mixed_kl(
+    logits_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    data: dict[str, torch.Tensor],
+    batch_size: int,
+    prior: torch.Tensor,
+) -> torch.Tensor:
+    """``[A]``: KL(y ‖ a·softmax(logits) + (1 − a)·prior) for every a in SHRINK_ALPHAS."""
+    y_all = data["target"]
+    alphas = torch.tensor(SHRINK_ALPHAS, dtype=torch.float64, device=y_all.device)[:, None, None]
+    prior = prior.to(y_all.device, torch.float64)
+    total = torch.zeros(len(SHRINK_ALPHAS), device=y_all.device, dtype=torch.float64)
+    for s in range(0, y_all.shape[0], batch_size):
+        batch = {k: v[s : s + batch_size] for k, v in data.items()}
+        p = torch.softmax(logits_fn(batch).double(), dim=-1)
+        q = alphas * p + (1 - alphas) * prior  # [A, b, K]
+        y = batch["target"].double()
+        total += (torch.special.xlogy(y, y) - y * torch.log(q.clamp_min(1e-300))).sum((1, 2))
+    return total / max(y_all.shape[0], 1)
 
 
 def evaluate_kl(
@@ -371,6 +414,13 @@ class TorchMethod(Method):
         """
         return False
 
+    #: (a, prior [K]) when predictions are a·model + (1 − a)·prior (``train.shrink``)
+    shrinkage: tuple[float, torch.Tensor] | None = None
+
+    def _set_shrink(self, alpha: float, target: torch.Tensor) -> None:
+        prior = target.double().mean(0).cpu()
+        self.shrinkage = None if alpha >= 1.0 else (float(alpha), prior / prior.sum())
+
     def _start(self, target: torch.Tensor) -> None:
         if self.train_config.prior_start and len(target):
             with torch.no_grad():
@@ -393,6 +443,7 @@ class TorchMethod(Method):
         va = dataset_tensors(valid, device) if valid is not None and len(valid) else None
         self._start(tr["target"])
         info = self._train(tr, va, progress)
+        self._set_shrink(info["shrink_alpha"], tr["target"])
         if not (self.train_config.refit and va is not None):
             return info
         # Refit: the selected length in epochs, on fit + validation, from the same init.
@@ -407,12 +458,15 @@ class TorchMethod(Method):
         self._ensure_model()
         self._start(everything["target"])
         refit = self._train(everything, None, progress, steps=steps)
+        self._set_shrink(info["shrink_alpha"], everything["target"])
         return {
             **refit,
+            "shrink_alpha": info["shrink_alpha"],
             "selected_step": info["best_step"],
             "selected_epoch": info["best_epoch"],
             "best_valid_kl": info["best_valid_kl"],
             "selection_steps_run": info["steps_run"],
+            "selection_budget": info["steps_budget"],
             "train_seconds": info["train_seconds"] + refit["train_seconds"],
         }
 
@@ -444,14 +498,25 @@ class TorchMethod(Method):
         ]
         if not out:
             return np.zeros((0, self.spec.num_emotions))
-        return torch.cat(out).cpu().numpy().astype(np.float64)
+        pred = torch.cat(out).cpu().double()
+        if self.shrinkage is not None:
+            alpha, prior = self.shrinkage
+            pred = alpha * pred + (1 - alpha) * prior
+        return pred.numpy()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         if self.model is None:
             raise RuntimeError("fit the method before saving it")
-        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        if self.shrinkage is not None:
+            state[_SHRINK_ALPHA] = torch.tensor(self.shrinkage[0], dtype=torch.float64)
+            state[_SHRINK_PRIOR] = self.shrinkage[1]
+        return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        state = dict(state)
+        alpha, prior = state.pop(_SHRINK_ALPHA, None), state.pop(_SHRINK_PRIOR, None)
+        self.shrinkage = None if alpha is None else (float(alpha), prior.double())
         self.model = None
         self._ensure_model()
         assert self.model is not None

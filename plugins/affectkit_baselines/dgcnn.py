@@ -21,7 +21,7 @@ from pydantic import Field
 from torch import nn
 from torch_geometric.nn import ChebConv
 
-from affectkit import ComponentConfig, DataSpec, TorchMethod, UserError
+from affectkit import ComponentConfig, DataSpec, TorchMethod, UserError, start_linear_at
 
 from .features import flat_dim, flatten_tensors
 from .mlp import mlp_layers
@@ -90,7 +90,7 @@ class DGCNNNet(nn.Module):
 class DGCNN(TorchMethod):
     """EEG channel graph with learned adjacency and Chebyshev convolution (+ other modalities)."""
 
-    train_defaults: ClassVar[dict] = {"epochs": 30, "batch_size": 128, "lr": 1e-3, "patience": 3}
+    train_defaults: ClassVar[dict] = {"batch_size": 128, "lr": 1e-3}
     # torch-geometric's ChebConv uses boolean masking, which vmap cannot batch
     fold_parallel: ClassVar[bool] = False
 
@@ -120,6 +120,11 @@ class DGCNN(TorchMethod):
                 f"(it has {list(self.spec.shapes)})."
             )
         self.extra = extra
+
+    def start_at_prior(self, log_prior: torch.Tensor) -> bool:
+        assert self.model is not None
+        start_linear_at(self.model.head[-1], log_prior)
+        return True
 
     def build_model(self) -> nn.Module:
         c = self.config

@@ -26,7 +26,7 @@ from pydantic import Field
 from torch import nn
 from torch_geometric.nn import GCNConv
 
-from affectkit import ComponentConfig, DataSpec, TorchMethod
+from affectkit import ComponentConfig, DataSpec, TorchMethod, start_linear_at
 
 from .features import flat_dim, flatten_tensors, resolve_modalities
 from .mlp import mlp_layers
@@ -108,7 +108,7 @@ class LabelGCNNet(nn.Module):
 class LabelGCN(TorchMethod):
     """ML-GCN-style classifiers from a label co-occurrence graph of the training labels."""
 
-    train_defaults: ClassVar[dict] = {"epochs": 30, "batch_size": 128, "lr": 1e-3, "patience": 3}
+    train_defaults: ClassVar[dict] = {"batch_size": 128, "lr": 1e-3}
     # the label graph is built from each fold's training labels in fit()
     fold_parallel: ClassVar[bool] = False
 
@@ -125,6 +125,13 @@ class LabelGCN(TorchMethod):
         )
         info = super().fit(train, valid, progress)
         return {**info, "graph_edges": int((self.adjacency > 0).sum() - len(self.adjacency))}
+
+    def start_at_prior(self, log_prior: torch.Tensor) -> bool:
+        """h = 0 from a zeroed encoder output layer, so logits = the bias = log prior."""
+        assert self.model is not None
+        start_linear_at(self.model.encoder[-1], None)
+        self.model.bias.copy_(log_prior)
+        return True
 
     def build_model(self) -> nn.Module:
         c = self.config

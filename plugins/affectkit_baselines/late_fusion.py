@@ -18,7 +18,7 @@ from einops import rearrange
 from pydantic import Field
 from torch import nn
 
-from affectkit import ComponentConfig, DataSpec, TorchMethod
+from affectkit import ComponentConfig, DataSpec, TorchMethod, start_linear_at
 
 from .features import resolve_modalities
 from .mlp import mlp_layers
@@ -75,7 +75,14 @@ class LateFusionNet(nn.Module):
 class LateFusion(TorchMethod):
     """Per-modality MLPs whose distributions are mixed with learned weights."""
 
-    train_defaults: ClassVar[dict] = {"epochs": 30, "batch_size": 128, "lr": 1e-3, "patience": 3}
+    train_defaults: ClassVar[dict] = {"batch_size": 128, "lr": 1e-3}
+
+    def start_at_prior(self, log_prior: torch.Tensor) -> bool:
+        """Every expert predicts the prior, so their mixture does too."""
+        assert self.model is not None
+        for expert in self.model.experts.values():
+            start_linear_at(expert[-1], log_prior)
+        return True
 
     def build_model(self) -> nn.Module:
         mods = resolve_modalities(self.spec, self.config.modalities, "late-fusion")

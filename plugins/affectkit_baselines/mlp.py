@@ -43,7 +43,7 @@ class EarlyFusionNet(nn.Module):
 class MLP(TorchMethod):
     """Early-fusion MLP trained with KL(y || ŷ)."""
 
-    train_defaults: ClassVar[dict] = {"epochs": 30, "batch_size": 128, "lr": 1e-3}
+    train_defaults: ClassVar[dict] = {"batch_size": 128, "lr": 1e-3}
 
     def build_model(self) -> nn.Module:
         mods = self.config.modalities or list(self.spec.shapes)

@@ -96,7 +96,9 @@ def test_loop_trains_exactly_the_budget_across_partial_epochs():
 
 def test_patience_counts_evaluations_and_the_best_step_is_restored():
     # lr so large that validation KL gets worse after the first evaluations
-    cfg = TrainConfig(steps=200, evaluations=20, patience=3, batch_size=8, lr=5.0, grad_clip=None)
+    cfg = TrainConfig(
+        steps=200, evaluations=20, patience=3, batch_size=8, lr=5.0, grad_clip=None, shrink=False
+    )
     model, info, calls = _fit(cfg, _data(40), _data(40, seed=1))
     assert info["steps_run"] < 200 and calls == info["steps_run"]
     assert info["steps_run"] == info["best_step"] + 3 * 10  # stopped 3 evaluations later
@@ -125,7 +127,9 @@ def _setup(method, *extra):
 
 
 def test_every_fold_records_steps_and_epochs_and_config_show_agrees():
-    cfg, data, proto, folds = _setup("mlp", "train.epochs=null", "train.min_steps=20")
+    cfg, data, proto, folds = _setup(
+        "mlp", "train.epochs=null", "train.min_steps=20", "train.refit=false"
+    )
     planned = fold_schedules(cfg, data)
     result, _ = run_fold(cfg, data, proto, folds[0], seed=0)
     info = result.fit_info
@@ -161,6 +165,7 @@ def test_fold_parallel_follows_the_same_step_schedule(patience):
         "train.passes=1",
         "train.evaluations=8",
         f"train.patience={patience}",
+        "train.refit=false",
     )
     assert can_run_parallel(cfg, data, proto, folds, seed=0)
     seq = [run_fold(cfg, data, proto, f, seed=0) for f in folds]
@@ -169,3 +174,65 @@ def test_fold_parallel_follows_the_same_step_schedule(patience):
         for key in ("steps_run", "best_step", "steps_budget", "steps_per_epoch"):
             assert r1.fit_info[key] == r2.fit_info[key], key
         np.testing.assert_allclose(p1.pred, p2.pred, atol=1e-4)
+
+
+def test_mixed_kl_is_the_kl_of_the_mixture_for_every_weight():
+    from affectkit.training import SHRINK_ALPHAS, mixed_kl
+
+    data = _data(12)
+    logits = torch.randn(12, 3, generator=torch.Generator().manual_seed(3))
+    prior = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    kls = mixed_kl(lambda b: logits[: len(b["x"])] if len(b["x"]) == 12 else None, data, 100, prior)
+    y = data["target"].double()
+    for a, kl in zip(SHRINK_ALPHAS, kls, strict=True):
+        q = a * torch.softmax(logits.double(), -1) + (1 - a) * prior
+        expected = (torch.special.xlogy(y, y) - y * torch.log(q)).sum(-1).mean()
+        assert float(kl) == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_shrinkage_is_chosen_on_validation_applied_in_predict_and_saved():
+    # targets that the features cannot predict: held-out subjects favour the prior
+    cfg, data, proto, folds = _setup("mlp", "train.steps=30", "train.evaluations=5")
+    rng = np.random.default_rng(0)
+    data.targets = data.targets[rng.permutation(len(data.targets))]
+    from affectkit.data import Standardizer
+    from affectkit.evaluate import build_method
+
+    fold = folds[0]
+    fit, val = proto.validation_split(data, fold.train, 0.2, 0)
+    norm = Standardizer.fit(data.subset(fold.train))
+    method = build_method(cfg, data.spec, 0)
+    info = method.fit(norm.transform(data.subset(fit)), norm.transform(data.subset(val)))
+    assert info["shrink_alpha"] < 1 and method.shrinkage is not None
+    alpha, prior = method.shrinkage
+    assert alpha == info["shrink_alpha"]
+    test = norm.transform(data.subset(fold.test))
+    pred = method.predict(test)
+    method.shrinkage = None
+    raw = method.predict(test)
+    np.testing.assert_allclose(pred, alpha * raw + (1 - alpha) * prior.numpy(), atol=1e-12)
+    # the refit's prior is the mean of fit + validation targets
+    both = np.concatenate([fit, val])
+    np.testing.assert_allclose(prior.numpy(), data.targets[both].mean(0), atol=1e-6)
+    method.shrinkage = (alpha, prior)
+    again = build_method(cfg, data.spec, 0)
+    again.load_state_dict(method.state_dict())
+    np.testing.assert_array_equal(again.predict(test), pred)
+
+
+def test_prior_start_predicts_the_fit_prior_before_training():
+    for name in ("mlp", "mpcl", "dgcnn", "late-fusion", "label-gcn", "helo"):
+        cfg, data, _, folds = _setup(name, "train.steps=1")
+        from affectkit.evaluate import build_method
+
+        method = build_method(cfg, data.spec, 0)
+        if name == "label-gcn":
+            method.adjacency = torch.eye(data.spec.num_emotions)
+        method.model = None
+        method._ensure_model()
+        target = torch.from_numpy(data.targets[folds[0].train])
+        method._start(target)
+        method.shrinkage = None
+        pred = method.predict(data.subset(folds[0].test))
+        expected = target.double().mean(0).numpy()
+        np.testing.assert_allclose(pred, np.broadcast_to(expected, pred.shape), atol=1e-6)

@@ -27,7 +27,7 @@ from pydantic import Field
 from affectkit import DatasetConfig, DatasetReader, EmotionDataset, UserError
 
 from .dmer_features import ALIGN_DROP, EEG_BANDS
-from .sources import check_unique, natural_key, unreadable
+from .sources import check_unique, natural_sorted, unreadable
 
 # 2: window ranks no longer mix subject "1" trial 10 with subject "11" trial 0; ratings
 # must be 1-5; ids equal up to zero padding are refused
@@ -215,11 +215,11 @@ class DmerReader(DatasetReader):
                 raise UserError(
                     f"DMER feature file(s) {', '.join(str(folder / f'{s}.mat') for s in missing)} "
                     f"not found. Fix dataset.subjects (files present: "
-                    f"{', '.join(sorted(found, key=natural_key)) or 'none'}) or add the files."
+                    f"{', '.join(natural_sorted(found)) or 'none'}) or add the files."
                 )
             names = list(self.config.subjects)
         else:
-            names = sorted(found, key=natural_key)
+            names = natural_sorted(found)
         if not names:
             raise UserError(
                 f"{folder} holds no <subject_id>.mat feature files. Point --data-dir at the "

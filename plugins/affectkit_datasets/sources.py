@@ -14,9 +14,13 @@ from pathlib import Path
 from affectkit import UserError
 
 
-def natural_key(s: str) -> tuple:
-    """Sort key that orders ``S2`` before ``S10``."""
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
+def natural_sorted(ids: Iterable[str]) -> list[str]:
+    """``S2`` before ``S10``; ties such as ``1`` and ``01`` in plain string order."""
+
+    def key(s: str) -> tuple:
+        return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)), s
+
+    return sorted(ids, key=key)
 
 
 def normalised_id(s: str) -> str:
@@ -34,6 +38,8 @@ def check_unique(ids: Iterable[tuple[str, str]], what: str, fix: str) -> None:
         key = normalised_id(sid)
         if key in seen:
             first_id, first_source = seen[key]
+            if first_id == sid:
+                raise UserError(f"{what} {sid!r} ({source}) is listed twice. {fix}")
             raise UserError(
                 f"{what} ids {first_id!r} ({first_source}) and {sid!r} ({source}) name the same "
                 f"subject once leading zeros and case are ignored; read as two subjects, the same "

@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 
 from affectkit import DatasetConfig, DatasetReader, EmotionDataset, UserError
 
-from .sources import check_unique, natural_key
+from .sources import check_unique, natural_sorted
 from .wesad_features import FEATURE_NAMES, SubjectFeatures, SubjectTask, process_subject
 from .wesad_io import ALIGNMENT_FILE, read_alignment, subject_layout
 from .wesad_quest import CONDITIONS, PANAS_ITEMS
@@ -124,9 +124,8 @@ class WesadReader(DatasetReader):
         if self.config.subjects is not None:
             found = list(self.config.subjects)
         else:
-            found = sorted(
-                (p.name for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"S\d+", p.name)),
-                key=natural_key,
+            found = natural_sorted(
+                p.name for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"S\d+", p.name)
             )
             if not found:
                 raise UserError(

@@ -165,17 +165,20 @@ def check_coverage(
         need = int(first[late].max() + length)
         have = (
             f"{sig.source} holds {n} samples ({n / sig.fs:.1f} s at {sig.fs:g} Hz), but the "
-            f"windows of {rec.subject} need {need} samples ({need / sig.fs:.1f} s); the first "
-            f"window past its end belongs to the {cond} phase ({_phase_source(rec, cond)})"
+            f"windows of {rec.subject} need {need} samples ({need / sig.fs:.1f} s)."
         )
         short_by = durations[longest] - durations[name]
         if short_by > TRUNCATED_BY_S:
-            verdict = (
-                f"{name} is {short_by:.0f} s shorter than {longest} "
+            raise UserError(
+                f"{have} {name} is {short_by:.0f} s shorter than {longest} "
                 f"({rec.signals[longest].source}), so the file is likely truncated. Replace it "
                 f"with the complete file from {OFFICIAL}."
             )
-        elif rec.layout == "pkl":
+        phase = (
+            f"The first window past its end belongs to the {cond} phase "
+            f"({_phase_source(rec, cond)})."
+        )
+        if rec.layout == "pkl":
             verdict = (
                 "The pickle's label array and signals disagree: the file is truncated or "
                 f"altered. Replace it with the one from {OFFICIAL}."
@@ -192,7 +195,7 @@ def check_coverage(
                 f"{OFFICIAL}) or the {cond} times in {rec.quest.path.name} (or the offset in "
                 f"{ALIGNMENT_FILE}) are wrong."
             )
-        raise UserError(f"{have}. {verdict}")
+        raise UserError(f"{have} {phase} {verdict}")
 
 
 def _range_sums(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

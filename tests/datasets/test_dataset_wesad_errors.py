@@ -30,10 +30,7 @@ def bench(run_cli, root, tmp_path, *extra):
 
 @pytest.fixture
 def root(tmp_path):
-    r = tmp_path / "data"
-    fw.write_subject(r, "S2")
-    fw.write_alignment(r, ["S2"])
-    return r
+    return fw.write_dataset(tmp_path / "data")
 
 
 def _expect(code, text, *fragments):

@@ -168,7 +168,10 @@ class EmotionDataset:
 
     def trial_keys(self) -> np.ndarray:
         """One integer per (subject, trial) pair."""
-        keys = np.char.add(np.char.add(self.subject, "\x00"), self.trial.astype(str))
+        # not "\x00": numpy drops trailing NULs, so subject "1" trial 10 and subject "11"
+        # trial 0 became one key; "\x1f" sorts below every printable character, which keeps
+        # the order of a subject's keys (and so the subject-dependent split) unchanged
+        keys = np.char.add(np.char.add(self.subject, "\x1f"), self.trial.astype(str))
         return np.unique(keys, return_inverse=True)[1]
 
     # -- (de)serialisation for the cache ---------------------------------------------------

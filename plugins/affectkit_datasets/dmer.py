@@ -16,6 +16,7 @@ Columns of ``feas``: ``[0:90]`` EEG DE channel-major (``c*5 + b``) -> ``eeg [N, 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -26,8 +27,11 @@ from pydantic import Field
 from affectkit import DatasetConfig, DatasetReader, EmotionDataset, UserError
 
 from .dmer_features import ALIGN_DROP, EEG_BANDS
+from .sources import check_unique, natural_sorted, unreadable
 
-VERSION = "1"
+# 2: window ranks no longer mix subject "1" trial 10 with subject "11" trial 0; ratings
+# must be 1-5; ids equal up to zero padding are refused
+VERSION = "2"
 EMOTIONS = (
     "inspired",
     "alert",
@@ -82,11 +86,18 @@ def _loadmat(path: Path) -> dict[str, Any]:
     from scipy.io import loadmat
 
     try:
-        data = loadmat(path)
+        # opened here, not by scipy: scipy turns an OSError on a Path into "Reader needs file
+        # name or open file-like object", which hides a permission problem
+        with open(path, "rb") as fh:
+            data = loadmat(fh)
     except NotImplementedError:
         raise UserError(
             f"{path} is a MATLAB v7.3 (HDF5) file, which scipy cannot read. Re-save it in v7 "
             "format (MATLAB: save(file, 'feas', 'vids', 'dis_label', '-v7'))."
+        ) from None
+    except OSError as exc:
+        raise unreadable(
+            path, exc, f"Check the file and its disk, or copy it again from {PUBLISHED}."
         ) from None
     except Exception as exc:
         raise UserError(
@@ -96,10 +107,26 @@ def _loadmat(path: Path) -> dict[str, Any]:
     return {k: v for k, v in data.items() if not k.startswith("__")}
 
 
-def _natural(s: str) -> tuple:
-    import re
+_NON_NUMERIC = {
+    "U": "text (a MATLAB char array)",
+    "S": "text (a MATLAB char array)",
+    "O": "a cell array",
+    "V": "a struct",
+    "c": "complex",
+}
 
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
+
+def _numeric(path: Path, name: str, value: Any, expected: str) -> np.ndarray:
+    """``value`` as float64, or an error that says what the variable holds instead."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        what = _NON_NUMERIC.get(arr.dtype.kind, f"of type {arr.dtype}")
+        raise UserError(
+            f"{path}: variable {name!r} is {what}; expected a numeric {expected} array. Save it "
+            f"as a numeric matrix (MATLAB: double(...) or cell2mat(...)), or re-download the "
+            f"file from {PUBLISHED}."
+        )
+    return arr.astype(np.float64)
 
 
 def _label_files(folder: Path, sid: str) -> list[Path]:
@@ -122,13 +149,35 @@ def _ratings_from(path: Path, content: Mapping[str, Any]) -> np.ndarray:
                 "(row = trial id, columns inspired .. distressed)."
             )
         arr = candidates[0]
-    arr = np.asarray(arr, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != len(EMOTIONS):
+    shape = f"{N_TRIALS} x {len(EMOTIONS)}"
+    arr = _numeric(path, "dis_label", arr, shape)
+    if arr.shape != (N_TRIALS, len(EMOTIONS)):
         raise UserError(
-            f"{path}: dis_label has shape {arr.shape}; expected {N_TRIALS} x {len(EMOTIONS)} "
-            "(one row of 10 PANAS ratings per trial, items inspired .. distressed)."
+            f"{path}: dis_label has shape {arr.shape}; expected {shape}: one row of 10 PANAS "
+            f"ratings for each of the {N_TRIALS} trials (row = trial id 0-{N_TRIALS - 1}, items "
+            f"inspired .. distressed). Re-download the file from {PUBLISHED}."
         )
     return arr
+
+
+def _check_ratings(source: Path, ratings: np.ndarray, feature_file: Path, used: np.ndarray) -> None:
+    """Every rating is 1-5; a trial without windows may instead have a row of zeros."""
+    unrated = ~ratings.any(axis=1) & ~np.isin(np.arange(len(ratings)), used)
+    bad = ~(np.isfinite(ratings) & (ratings >= 1) & (ratings <= 5)) & ~unrated[:, None]
+    if bad.any():
+        t, j = (int(i) for i in np.argwhere(bad)[0])
+        more = f" ({int(bad.sum())} values in all)" if bad.sum() > 1 else ""
+        zero = (
+            f" A row of zeros marks a trial without ratings, and trial {t} has rows in "
+            f"{feature_file.name}."
+            if not ratings[t].any()
+            else ""
+        )
+        raise UserError(
+            f"{source}: dis_label row {t + 1} (trial {t}), column {j + 1} ({EMOTIONS[j]}) is "
+            f"{ratings[t, j]:g}{more}; PANAS ratings are 1-5 per item.{zero} Correct the "
+            f"value, or replace the file with the subject's file from {PUBLISHED}."
+        )
 
 
 class DmerReader(DatasetReader):
@@ -166,16 +215,22 @@ class DmerReader(DatasetReader):
                 raise UserError(
                     f"DMER feature file(s) {', '.join(str(folder / f'{s}.mat') for s in missing)} "
                     f"not found. Fix dataset.subjects (files present: "
-                    f"{', '.join(sorted(found, key=_natural)) or 'none'}) or add the files."
+                    f"{', '.join(natural_sorted(found)) or 'none'}) or add the files."
                 )
             names = list(self.config.subjects)
         else:
-            names = sorted(found, key=_natural)
+            names = natural_sorted(found)
         if not names:
             raise UserError(
                 f"{folder} holds no <subject_id>.mat feature files. Point --data-dir at the "
                 f"folder of DMER feature files ({PUBLISHED})."
             )
+        check_unique(
+            ((s, str(found[s])) for s in names),
+            "DMER subject",
+            "Keep one feature file per subject (remove or rename the other) and list each "
+            "subject once in dataset.subjects.",
+        )
         return [(s, found[s]) for s in names]
 
     def source_files(self) -> list[Path]:
@@ -195,13 +250,13 @@ class DmerReader(DatasetReader):
                     f"feature file holds feas (N x {N_COLUMNS}), vids (N x 1) and dis_label "
                     f"({N_TRIALS} x 10); re-download it from {PUBLISHED}."
                 )
-        feas = np.asarray(content["feas"], dtype=np.float64)
+        feas = _numeric(path, "feas", content["feas"], f"N x {N_COLUMNS}")
         if feas.ndim != 2 or feas.shape[1] != N_COLUMNS:
             raise UserError(
                 f"{path}: feas has shape {feas.shape}; expected N x {N_COLUMNS} (90 EEG DE, "
                 "28 GSR, 27 PPG, 768 LBP-TOP columns per 1-s window)."
             )
-        vids = np.asarray(content["vids"], dtype=np.float64).reshape(-1)
+        vids = _numeric(path, "vids", content["vids"], "N x 1").reshape(-1)
         if vids.shape[0] != feas.shape[0]:
             raise UserError(
                 f"{path}: vids has {vids.shape[0]} entries but feas has {feas.shape[0]} rows; "
@@ -210,43 +265,56 @@ class DmerReader(DatasetReader):
         if not np.all(np.isfinite(vids)) or np.any(vids != np.round(vids)) or np.any(vids < 0):
             raise UserError(f"{path}: vids must hold non-negative integer trial ids (0-31).")
         vids = vids.astype(np.int64)
+        if vids.size and vids.max() >= N_TRIALS:
+            raise UserError(
+                f"{path}: vids refers to trial {int(vids.max())}; DMER trial ids are "
+                f"0-{N_TRIALS - 1} (one dis_label row each)."
+            )
+        if self.config.missing == "error":
+            self._check_finite(path, feas, vids)
 
-        label_files = _label_files(path.parent, sid)
-        if "dis_label" in content:
-            ratings, source, layout = _ratings_from(path, content), path, "combined"
-            for other in label_files:
-                extra = _ratings_from(other, _loadmat(other))
-                if extra.shape != ratings.shape or not np.array_equal(extra, ratings):
-                    raise UserError(
-                        f"{path} holds dis_label and {other} holds different ratings for the "
-                        "same subject. Remove the file that is wrong."
-                    )
-        elif label_files:
-            source, layout = label_files[0], "split"
-            ratings = _ratings_from(source, _loadmat(source))
-        else:
+        # every place that holds this subject's ratings; all of them must agree
+        sources = [(path, _ratings_from(path, content))] if "dis_label" in content else []
+        sources += [(p, _ratings_from(p, _loadmat(p))) for p in _label_files(path.parent, sid)]
+        if not sources:
             raise UserError(
                 f"{path} holds no dis_label and no label file was found "
                 f"({path.parent / (sid + LABEL_SUFFIX + '.mat')} or "
                 f"{path.parent / LABEL_FOLDER / (sid + '.mat')}). Add the subject's "
                 f"{N_TRIALS} x 10 PANAS ratings in one of those places."
             )
-        if vids.size and vids.max() >= ratings.shape[0]:
-            raise UserError(
-                f"{path}: vids refers to trial {int(vids.max())} but {source} has dis_label for "
-                f"only {ratings.shape[0]} trials."
-            )
-        used = np.unique(vids)
-        rows = ratings[used]
-        bad = ~np.isfinite(rows).all(axis=1) | (rows < 0).any(axis=1) | (rows.sum(axis=1) <= 0)
-        if bad.any():
-            raise UserError(
-                f"{source}: dis_label row(s) of trial(s) {used[bad].tolist()} are not valid "
-                "ratings (need finite, non-negative values with a positive sum, 1-5 per item)."
-            )
+        source, ratings = sources[0]
+        layout = "combined" if "dis_label" in content else "split"
+        for other, extra in sources[1:]:
+            if not np.array_equal(extra, ratings, equal_nan=True):
+                same = (extra == ratings) | (np.isnan(extra) & np.isnan(ratings))
+                t = int(np.flatnonzero(~same.all(axis=1))[0])
+                raise UserError(
+                    f"{source} and {other} hold different ratings for subject {sid} (first at "
+                    f"trial {t}: {ratings[t].tolist()} against {extra[t].tolist()}). Remove "
+                    "the file that is wrong, so that one source of ratings remains."
+                )
+        _check_ratings(source, ratings, path, np.unique(vids))
         per_row = ratings[vids]
         targets = per_row / per_row.sum(axis=1, keepdims=True)
         return {"feas": feas, "vids": vids, "targets": targets, "layout": layout}
+
+    def _check_finite(self, path: Path, feas: np.ndarray, vids: np.ndarray) -> None:
+        """NaN/inf in the columns of the selected modalities, named by file and column."""
+        for m in self.config.modalities:
+            lo, hi, _ = COLUMNS[m]
+            bad = ~np.isfinite(feas[:, lo:hi])
+            if not bad.any():
+                continue
+            r, c = (int(i) for i in np.argwhere(bad)[0])
+            cols = (np.flatnonzero(bad.any(axis=0)) + lo).tolist()
+            listed = ", ".join(map(str, cols[:8])) + (", ..." if len(cols) > 8 else "")
+            raise UserError(
+                f"{path}: feas holds {int(bad.sum())} NaN/inf value(s) in column(s) {listed} "
+                f"(counting from 0; {m} is columns {lo}-{hi - 1}), the first {feas[r, lo + c]} at "
+                f"row {r} (trial {int(vids[r])}), column {lo + c}. To fill them with "
+                "training-fold means, run with --set dataset.missing=impute; or clean the file."
+            )
 
     # -- the dataset ------------------------------------------------------------------------
     def load(self) -> EmotionDataset:
@@ -288,11 +356,11 @@ class DmerReader(DatasetReader):
     def export(data: EmotionDataset, out_dir: Path) -> list[Path]:
         """Write ``data`` as combined-layout ``<subject>.mat`` files; returns the paths.
 
-        ``dis_label`` holds the integer ratings from ``data.info["ratings"]`` when those
+        ``dis_label`` holds the 1-5 ratings from ``data.info["ratings"]`` when those
         reproduce the targets (one row per trial in order of first appearance, as the
-        synthetic dataset stores them), otherwise the target rows themselves, which give
-        back the targets after the reader divides by the sum. Trials a subject lacks get
-        a zero row.
+        synthetic generator stores the ratings it drew), otherwise per trial the smallest
+        integer 1-5 ratings whose normalisation gives the targets; a target that no such
+        row gives is an error. Trials a subject lacks get a zero row.
         """
         from scipy.io import savemat
 
@@ -326,53 +394,96 @@ class DmerReader(DatasetReader):
         feas = np.concatenate(
             [data.modalities[m].reshape(len(data), -1) for m in COLUMNS], axis=1
         ).astype(np.float32)
-        written = []
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for sid in data.subjects:
-            rows = np.flatnonzero(data.subject == sid)
-            dis_label = np.zeros((N_TRIALS, len(EMOTIONS)))
-            trial_rows = first[np.isin(first, rows)]
-            dis_label[data.trial[trial_rows]] = per_trial[keys[trial_rows]]
-            path = out_dir / f"{sid}.mat"
-            tmp = out_dir / f".{sid}.mat.tmp"
-            # scipy writes in place; a temp name + rename keeps a killed export from leaving
-            # a half-written file that the reader would take for a subject
-            with open(tmp, "wb") as fh:
-                savemat(
-                    fh,
-                    {
-                        "feas": feas[rows],
-                        "vids": data.trial[rows].astype(np.float64)[:, None],
-                        "dis_label": dis_label,
-                    },
-                )
-            tmp.replace(path)
-            written.append(path)
+        written: list[Path] = []
+        tmp = out_dir / ".export.mat.tmp"
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for sid in data.subjects:
+                rows = np.flatnonzero(data.subject == sid)
+                dis_label = np.zeros((N_TRIALS, len(EMOTIONS)))
+                trial_rows = first[np.isin(first, rows)]
+                dis_label[data.trial[trial_rows]] = per_trial[keys[trial_rows]]
+                path = out_dir / f"{sid}.mat"
+                tmp = out_dir / f".{sid}.mat.tmp"
+                # scipy writes in place; a temp name + rename keeps a killed export from
+                # leaving a half-written file that the reader would take for a subject
+                with open(tmp, "wb") as fh:
+                    savemat(
+                        fh,
+                        {
+                            "feas": feas[rows],
+                            "vids": data.trial[rows].astype(np.float64)[:, None],
+                            "dis_label": dis_label,
+                        },
+                    )
+                tmp.replace(path)
+                written.append(path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # out_dir may be a file or not exist
+                tmp.unlink()
+            raise UserError(
+                f"could not write the DMER files to {out_dir} ({exc.strerror or exc} at "
+                f"{exc.filename or out_dir}); {len(written)} complete subject file(s) were "
+                "written before. Pass an --out folder that can be created and written."
+            ) from None
         return written
 
 
 def _ratings_for_trials(data: EmotionDataset, first: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """One rating row per trial key (index = key)."""
-    targets = data.targets[first].astype(np.float64)  # [n_trials, K], ordered by key
+    """One 1-5 rating row per trial key (index = key) whose normalisation gives the targets."""
+    targets = data.targets[first]  # [n_trials, K], ordered by key
     raw = data.info.get("ratings")
     if raw is not None:
         ratings = np.asarray(raw, dtype=np.float64)
         order = np.argsort(first)  # ratings are listed in order of first appearance
-        if ratings.shape == targets.shape and np.all(ratings.sum(axis=1) > 0):
+        if ratings.shape == targets.shape and np.all((ratings >= 1) & (ratings <= 5)):
             by_key = np.empty_like(ratings)
             by_key[order] = ratings
             normalised = (by_key / by_key.sum(axis=1, keepdims=True)).astype(np.float32)
-            if np.array_equal(normalised, data.targets[first]):
+            if np.array_equal(normalised, targets):
                 return by_key
-    return targets
+    ratings = _integer_ratings(targets)
+    lost = np.isnan(ratings).any(axis=1)
+    if lost.any():
+        row = first[np.flatnonzero(lost)[0]]
+        raise UserError(
+            f"dataset {data.name!r}: the target of subject {data.subject[row]} trial "
+            f"{int(data.trial[row])} ({np.round(data.targets[row], 4).tolist()}) is not a row of "
+            f"1-5 ratings divided by its sum, and the DMER layout stores 1-5 PANAS ratings; "
+            f"{int(lost.sum())} trial(s) affected. Export a dataset whose targets come from 1-5 "
+            "ratings (a zero share, or one item more than 5 times another, cannot be written)."
+        )
+    return ratings
+
+
+def _integer_ratings(targets: np.ndarray) -> np.ndarray:
+    """Per row the smallest integer 1-5 ratings whose normalisation is ``targets`` (else NaN).
+
+    A distribution from 1-5 ratings is ``r / sum(r)``, so ``total * target`` is integer for
+    ``total = sum(r)``, one of ``K .. 5K``; the smallest total that fits gives back the same
+    distribution (ratings 2, 4 and 1, 2 normalise alike).
+    """
+    k = targets.shape[1]
+    t = targets.astype(np.float64)
+    out = np.full(t.shape, np.nan)
+    for total in range(k, 5 * k + 1):
+        todo = np.isnan(out[:, 0])
+        if not todo.any():
+            break
+        r = np.rint(t[todo] * total)
+        fits = ((r >= 1) & (r <= 5)).all(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            back = r / r.sum(axis=1, keepdims=True)
+        # float32 targets: the ratings must give them back to float32 rounding
+        fits &= np.isclose(back, t[todo], rtol=0, atol=1e-6).all(axis=1)
+        out[np.flatnonzero(todo)[fits]] = r[fits]
+    return out
 
 
 def _rank_within(subject: np.ndarray, trial: np.ndarray) -> np.ndarray:
     """Position of each row among the rows of its (subject, trial), in file order."""
-    keys = np.unique(
-        np.char.add(np.char.add(subject.astype(str), "\x00"), trial.astype(str)),
-        return_inverse=True,
-    )[1]
+    subject_code = np.unique(subject, return_inverse=True)[1].reshape(-1)
+    keys = subject_code * (int(trial.max(initial=0)) + 1) + trial
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_keys)) + 1]

@@ -20,6 +20,8 @@ import numpy as np
 
 from affectkit import UserError
 
+from .sources import unreadable
+
 
 def _numpy_attr(name: str) -> Callable[..., Any]:
     """``name`` from ``numpy._core`` (numpy 2) or ``numpy.core`` (numpy 1)."""
@@ -89,6 +91,8 @@ def load_data_pickle(path: str | Path) -> Any:
             return _DataUnpickler(fh, path).load()
     except UserError:
         raise
+    except OSError as exc:
+        raise unreadable(path, exc, "Check the file and its disk, or download it again.") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
         raise UserError(
             f"{path} is not a readable plain-data pickle ({type(exc).__name__}: {exc}). The file "

@@ -27,6 +27,7 @@ from pydantic import Field, field_validator
 
 from affectkit import DatasetConfig, DatasetReader, EmotionDataset, UserError
 
+from .sources import check_unique, natural_sorted
 from .wesad_features import FEATURE_NAMES, SubjectFeatures, SubjectTask, process_subject
 from .wesad_io import ALIGNMENT_FILE, read_alignment, subject_layout
 from .wesad_quest import CONDITIONS, PANAS_ITEMS
@@ -96,10 +97,6 @@ class WesadConfig(DatasetConfig):
         return v
 
 
-def _natural(s: str) -> tuple:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
-
-
 class WesadReader(DatasetReader):
     """WESAD wrist (E4) signals, five conditions per subject, PANAS distributions."""
 
@@ -125,16 +122,22 @@ class WesadReader(DatasetReader):
     def _subjects(self) -> list[str]:
         folder = self._folder()
         if self.config.subjects is not None:
-            return list(self.config.subjects)
-        found = sorted(
-            (p.name for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"S\d+", p.name)),
-            key=_natural,
-        )
-        if not found:
-            raise UserError(
-                f"{folder} holds no subject folders (S2, S3, ...). Point --data-dir at the WESAD "
-                "folder that contains them."
+            found = list(self.config.subjects)
+        else:
+            found = natural_sorted(
+                p.name for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"S\d+", p.name)
             )
+            if not found:
+                raise UserError(
+                    f"{folder} holds no subject folders (S2, S3, ...). Point --data-dir at the "
+                    "WESAD folder that contains them."
+                )
+        check_unique(
+            ((s, str(folder / s)) for s in found),
+            "WESAD subject",
+            "Keep one folder per subject (remove or rename the other) and list each subject "
+            "once in dataset.subjects.",
+        )
         return found
 
     def _layouts(self) -> dict[str, tuple[str, list[Path]]]:

@@ -34,7 +34,7 @@ from scipy.ndimage import median_filter, uniform_filter1d
 from affectkit import UserError
 
 from .dmer_features import GSR_FEATURE_NAMES, PPG_FEATURE_NAMES, bandpass_ppg, peripheral_stats
-from .wesad_io import CONDITIONS, Recording, read_recording
+from .wesad_io import ALIGNMENT_FILE, CONDITIONS, OFFICIAL, Recording, read_recording
 from .wesad_quest import PANAS_ITEMS
 
 HRV_NAMES = ("hr_mean", "hr_std", "sdnn_ms", "rmssd_ms", "pnn50", "beats_valid")
@@ -56,6 +56,9 @@ IBI_MAX_DEVIATION = 0.3
 #: (its default 0.1 keeps ~0.2 SCR/min at rest; 0.01 gives the usual 1-5/min)
 SCR_RELATIVE_MIN = 0.01
 ACC_UNITS_PER_G = 64.0
+#: a signal this much shorter than the subject's longest was cut short (E4 signals of one
+#: recording end within a second or two of each other)
+TRUNCATED_BY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -94,24 +97,105 @@ def window_starts(
     return start + trim_s + step_s * np.arange(n)
 
 
-def _gather(rec: Recording, name: str, x: np.ndarray, starts_s: np.ndarray, window_s: float):
-    """``[W, L, ...]`` windows of ``x`` (sample of time t = round((offset + t) * fs))."""
+def _window_index(
+    rec: Recording, name: str, starts_s: np.ndarray, window_s: float
+) -> tuple[np.ndarray, int]:
+    """First sample of each window (time t is sample round((offset + t) * fs)) and the length."""
     sig = rec.signals[name]
-    length = round(window_s * sig.fs)
-    first = np.rint((rec.offset_s + starts_s) * sig.fs).astype(np.int64)
-    if first.size and first.min() < 0:
-        raise UserError(
-            f"{sig.source}: a window of {rec.subject} starts {-first.min() / sig.fs:.1f} s before "
-            "the recording; the clock offset (e4_alignment.csv) does not fit this recording."
-        )
-    if first.size and first.max() + length > len(x):
-        need = (first.max() + length) / sig.fs
-        raise UserError(
-            f"{sig.source} ends after {len(x) / sig.fs:.0f} s but the conditions of "
-            f"{rec.subject} need {need:.0f} s: the file is truncated (or the alignment is wrong). "
-            "Replace it with the complete file from the official WESAD distribution."
-        )
+    return np.rint((rec.offset_s + starts_s) * sig.fs).astype(np.int64), round(window_s * sig.fs)
+
+
+def _gather(rec: Recording, name: str, x: np.ndarray, starts_s: np.ndarray, window_s: float):
+    """``[W, L, ...]`` windows of ``x`` (inside it: :func:`check_coverage` ran first)."""
+    first, length = _window_index(rec, name, starts_s, window_s)
     return x[first[:, None] + np.arange(length)], first, length
+
+
+def _clock(seconds: float) -> str:
+    """Seconds as the questionnaire writes them, minutes.seconds (1322 -> '22.02')."""
+    return f"{int(seconds // 60)}.{round(seconds % 60):02d}"
+
+
+def _phase_source(rec: Recording, cond: str) -> str:
+    start, end = rec.conditions[cond]
+    if rec.layout == "pkl":
+        pkl = rec.quest.path.parent / f"{rec.subject}.pkl"
+        return f"{start:.0f}-{end:.0f} s by the 'label' array of {pkl}"
+    return (
+        f"{_clock(start)}-{_clock(end)} in {rec.quest.path}, i.e. {rec.offset_s + start:.0f}-"
+        f"{rec.offset_s + end:.0f} s into the recording with e4_seconds_at_quest_t0 = "
+        f"{rec.offset_s:g} from {ALIGNMENT_FILE}"
+    )
+
+
+def check_coverage(
+    rec: Recording,
+    signals: tuple[str, ...],
+    condition: np.ndarray,
+    starts_s: np.ndarray,
+    window_s: float,
+) -> None:
+    """Every window lies inside every signal; checked before any filter sees a signal.
+
+    Otherwise the error names the phase, the file its times come from, the signal's length
+    and what the windows need, and says which file is likely wrong: a signal clearly
+    shorter than the subject's others was cut short; if all end together, the phase times
+    (or the clock offset) are off.
+    """
+    durations = {n: len(rec.signals[n].data) / rec.signals[n].fs for n in signals}
+    longest = max(durations, key=durations.__getitem__)
+    for name in signals:
+        sig = rec.signals[name]
+        first, length = _window_index(rec, name, starts_s, window_s)
+        n = len(sig.data)
+        early, late = first < 0, first + length > n
+        if early.any():
+            i = int(np.flatnonzero(early)[np.argmin(first[early])])
+            cond = CONDITIONS[condition[i]]
+            raise UserError(
+                f"{sig.source}: a window of {rec.subject}'s {cond} phase "
+                f"({_phase_source(rec, cond)}) starts {-first[i] / sig.fs:.1f} s before the "
+                f"recording. The clock offset ({ALIGNMENT_FILE}) or the phase times do not fit "
+                "this recording; correct the one that is wrong."
+            )
+        if not late.any():
+            continue
+        i = int(np.flatnonzero(late)[np.argmin(first[late])])  # the first window past the end
+        cond = CONDITIONS[condition[i]]
+        need = int(first[late].max() + length)
+        have = (
+            f"{sig.source} holds {n} samples ({n / sig.fs:.1f} s at {sig.fs:g} Hz), but the "
+            f"windows of {rec.subject} need {need} samples ({need / sig.fs:.1f} s)."
+        )
+        short_by = durations[longest] - durations[name]
+        if short_by > TRUNCATED_BY_S:
+            raise UserError(
+                f"{have} {name} is {short_by:.0f} s shorter than {longest} "
+                f"({rec.signals[longest].source}), so the file is likely truncated. Replace it "
+                f"with the complete file from {OFFICIAL}."
+            )
+        phase = (
+            f"The first window past its end belongs to the {cond} phase "
+            f"({_phase_source(rec, cond)})."
+        )
+        if rec.layout == "pkl":
+            verdict = (
+                "The pickle's label array and signals disagree: the file is truncated or "
+                f"altered. Replace it with the one from {OFFICIAL}."
+            )
+        elif len(signals) > 1:
+            verdict = (
+                f"Every signal read for {rec.subject} ends by {durations[longest]:.0f} s, so the "
+                f"{cond} times in {rec.quest.path.name} (or e4_seconds_at_quest_t0 in "
+                f"{ALIGNMENT_FILE}) are likely wrong. Correct them (minutes.seconds)."
+            )
+        else:
+            verdict = (
+                f"Either the file is truncated (replace it with the complete file from "
+                f"{OFFICIAL}) or the {cond} times in {rec.quest.path.name} (or the offset in "
+                f"{ALIGNMENT_FILE}) are wrong."
+            )
+        raise UserError(f"{have} {phase} {verdict}")
 
 
 def _range_sums(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -248,17 +332,19 @@ def featurize(
         starts.append(s)
         times.append(s - start)
     starts = np.concatenate(starts)
+    condition = np.concatenate(conds)
     if starts.size == 0:
         raise UserError(
             f"{rec.quest.path}: no condition of {rec.subject} is longer than window_s + 2 * trim_s "
             f"= {window_s + 2 * trim_s:g} s. Lower dataset.window_s or dataset.trim_s."
         )
+    check_coverage(rec, signals, condition, starts, window_s)
     feats = {name: EXTRACTORS[name](rec, starts, window_s) for name in signals}
     return SubjectFeatures(
         subject=rec.subject,
         layout=rec.layout,
         features=feats,
-        condition=np.concatenate(conds),
+        condition=condition,
         window=np.concatenate(wins),
         time=np.concatenate(times),
         panas={c: rec.quest.panas[c].tolist() for c in CONDITIONS},

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 from affectkit import UserError
 
 from .safe_pickle import load_data_pickle
+from .sources import unreadable
 from .wesad_quest import CONDITIONS, Quest, parse_quest
 
 SIGNALS = ("BVP", "EDA", "TEMP", "ACC")
@@ -104,20 +106,38 @@ def read_alignment(data_dir: Path) -> dict[str, dict[str, float]]:
     )
     if not path.is_file():
         raise UserError(f"{path} not found. {fix}")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        cols = set(reader.fieldnames or [])
-        if not {"subject", "e4_seconds_at_quest_t0"} <= cols:
-            raise UserError(f"{path} has columns {sorted(cols)}. {fix}")
-        out = {}
-        for line_no, row in enumerate(reader, start=2):
+    try:
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+    except OSError as exc:
+        raise unreadable(path, exc, fix) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    cols = set(reader.fieldnames or [])
+    if not {"subject", "e4_seconds_at_quest_t0"} <= cols:
+        raise UserError(f"{path} has columns {sorted(cols)}. {fix}")
+    out = {}
+    for row in reader:
+        line_no = reader.line_num  # counts the header and skipped blank lines
+        subject = (row["subject"] or "").strip()
+        entry = {}
+        for col in ("e4_seconds_at_quest_t0", "e4_start_unix_utc"):
+            raw = row.get(col)
+            if col != "e4_seconds_at_quest_t0" and not raw:
+                continue  # optional column
             try:
-                entry = {"e4_seconds_at_quest_t0": float(row["e4_seconds_at_quest_t0"])}
-                if row.get("e4_start_unix_utc"):
-                    entry["e4_start_unix_utc"] = float(row["e4_start_unix_utc"])
+                entry[col] = float(raw)  # type: ignore[arg-type]
             except (TypeError, ValueError):
-                raise UserError(f"{path} line {line_no}: a value is not a number. {fix}") from None
-            out[row["subject"].strip()] = entry
+                raise UserError(
+                    f"{path} line {line_no}: {col} of {subject} is {raw!r}, not a number. {fix}"
+                ) from None
+            # float() reads "nan" and "inf"; either would shift every window to nonsense
+            if not math.isfinite(entry[col]):
+                raise UserError(
+                    f"{path} line {line_no}: {col} of {subject} is {raw!r}; it must be a "
+                    "finite number of seconds. Put the subject's measured value there (for "
+                    "e4_seconds_at_quest_t0: the E4 recording time at questionnaire time 0), "
+                    "or use the subject's official SX.pkl instead."
+                )
+        out[subject] = entry
     return out
 
 
@@ -144,15 +164,43 @@ def _parse_e4_csv(text: str, source: Path, name: str) -> tuple[np.ndarray, float
     try:
         data = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=2, dtype=np.float64)
     except ValueError as exc:
-        raise UserError(f"{source} is truncated or malformed ({exc}). {fix}") from None
+        raise UserError(
+            f"{source} is truncated or malformed: {_bad_line(body, ncol, name) or exc}. {fix}"
+        ) from None
     if data.shape[0] == 0 or data.shape[1] != ncol:
         raise UserError(
             f"{source} holds {data.shape[0]} sample row(s) of {data.shape[1] if data.size else 0} "
             f"column(s); expected a recording of {ncol} column(s). The file is truncated. {fix}"
         )
     if not np.isfinite(data).all():
-        raise UserError(f"{source} holds non-numeric samples. {fix}")
+        raise UserError(f"{source} holds non-numeric samples: {_bad_line(body, ncol, name)}. {fix}")
     return (data if ncol == 3 else data[:, 0]), rates[0], starts[0]
+
+
+def _bad_line(body: str, ncol: int, name: str) -> str | None:
+    """The first sample line that is not ``ncol`` finite numbers, by its line in the file.
+
+    numpy reports a 0-based row among the data lines; a user opening the file needs the
+    line number, which counts the two header lines and starts at 1.
+    """
+    for line_no, line in enumerate(body.splitlines(), start=3):
+        text = line.split("#", 1)[0].strip()  # loadtxt skips comments and blank lines
+        if not text:
+            continue
+        values = [v.strip() for v in text.split(",")]
+        if len(values) != ncol:
+            return (
+                f"line {line_no} holds {len(values)} value(s) ({line.strip()!r}); "
+                f"{name}.csv has {ncol} per line"
+            )
+        for v in values:
+            try:
+                ok = math.isfinite(float(v))
+            except ValueError:
+                ok = False
+            if not ok:
+                return f"line {line_no} holds {v!r}, which is not a finite number"
+    return None
 
 
 def _read_e4(layout: str, folder: Path, subject: str, wanted: tuple[str, ...]):
@@ -164,7 +212,11 @@ def _read_e4(layout: str, folder: Path, subject: str, wanted: tuple[str, ...]):
                 raise UserError(
                     f"{path} not found. Copy {name}.csv from {subject}_E4_Data.zip of {OFFICIAL}."
                 )
-            data, fs, t0 = _parse_e4_csv(path.read_text(errors="replace"), path, name)
+            try:
+                text = path.read_text(errors="replace")
+            except OSError as exc:
+                raise unreadable(path, exc, f"Copy {name}.csv again from {OFFICIAL}.") from None
+            data, fs, t0 = _parse_e4_csv(text, path, name)
             out[name] = (Signal(data, fs, path), t0)
         return out
     path = folder / f"{subject}_E4_Data.zip"

@@ -4,7 +4,8 @@ Per condition the pulse runs at a set heart rate, skin conductance sits at a set
 with SCRs every few seconds, temperature rises 0.1 degC/min throughout, and the wrist
 shakes along x at 2 Hz during Fun. The questionnaire carries the real files' defects:
 minutes.seconds times with a dropped trailing zero, a 26-value TSST row, trailing empty
-fields and (optionally) a ``Nan``.
+fields and (optionally) a ``Nan``. Keyword arguments write defective variants: other
+phase times, another alignment offset.
 """
 
 from __future__ import annotations
@@ -83,13 +84,20 @@ def signals(seed: int = 0) -> dict[str, np.ndarray]:
     return {k: np.round(v, 6) for k, v in out.items()}
 
 
-def quest_text(subject: str, nan_item: int | None = None, panas_rows: bool = True) -> str:
+def quest_text(
+    subject: str,
+    nan_item: int | None = None,
+    panas_rows: bool = True,
+    quest_times: dict[str, tuple[str, str]] | None = None,
+) -> str:
+    """``quest_times`` replaces the START/END strings of the conditions it names."""
+    times = {**QUEST_TIMES, **(quest_times or {})}
     pad = ";" * 8
     lines = [
         f"# Subj;{subject}{pad}",
         "# ORDER;" + ";".join(ORDER) + ";sRead;fRead" + pad,
-        "# START;" + ";".join(QUEST_TIMES[c][0] for c in ORDER) + ";5.2;20" + pad,
-        "# END;" + ";".join(QUEST_TIMES[c][1] for c in ORDER) + ";6.1;21.3" + pad,
+        "# START;" + ";".join(times[c][0] for c in ORDER) + ";5.2;20" + pad,
+        "# END;" + ";".join(times[c][1] for c in ORDER) + ";6.1;21.3" + pad,
         ";" * 26,
     ]
     if panas_rows:
@@ -117,10 +125,12 @@ def write_subject(
     seed: int = 0,
     nan_item: int | None = None,
     panas_rows: bool = True,
+    quest_times: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, np.ndarray]:
     folder = root / subject
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{subject}_quest.csv").write_text(quest_text(subject, nan_item, panas_rows))
+    quest = quest_text(subject, nan_item, panas_rows, quest_times)
+    (folder / f"{subject}_quest.csv").write_text(quest)
     sig = signals(seed)
     if layout == "e4-folder":
         e4 = folder / f"{subject}_E4_Data"
@@ -154,8 +164,17 @@ def write_subject(
     return sig
 
 
-def write_alignment(root: Path, subjects: list[str]) -> None:
-    rows = [f"{s},{START_UNIX:.6f},0.99,{OFFSET}" for s in subjects]
+def write_alignment(root: Path, subjects: list[str], offset: str = str(OFFSET)) -> None:
+    """``offset``: e4_seconds_at_quest_t0 as written (a test may write ``nan``)."""
+    rows = [f"{s},{START_UNIX:.6f},0.99,{offset}" for s in subjects]
     (root / "e4_alignment.csv").write_text(
         "subject,e4_start_unix_utc,ncc_r,e4_seconds_at_quest_t0\n" + "\n".join(rows) + "\n"
     )
+
+
+def write_dataset(root: Path, subjects: tuple[str, ...] = ("S2",)) -> Path:
+    """A complete E4-layout data folder: the subjects and their alignment rows."""
+    for s in subjects:
+        write_subject(root, s)
+    write_alignment(root, list(subjects))
+    return root

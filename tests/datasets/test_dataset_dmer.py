@@ -1,8 +1,9 @@
 """DMER feature-file reader: both layouts, column mapping, errors and the export round trip."""
 
+import fake_dmer as fd
 import numpy as np
 import pytest
-from affectkit_datasets.dmer import EMOTIONS, DmerReader
+from affectkit_datasets.dmer import EMOTIONS, DmerReader, _rank_within
 from scipy.io import loadmat, savemat
 
 from affectkit.datasets import load_dataset
@@ -17,29 +18,10 @@ def dmer(tmp_path, **kw):
     return load_dataset(cfg, use_cache=False)
 
 
-def write_subject(folder, sid, n_per_trial=(3, 2), trials=(5, 0), split=None, seed=0):
-    """feas whose every column encodes (subject, column, row); returns (feas, vids, ratings)."""
-    rng = np.random.default_rng(seed)
-    vids = np.concatenate([np.full(n, t) for t, n in zip(trials, n_per_trial, strict=True)])
-    n = len(vids)
-    feas = np.arange(913)[None, :] + 1000.0 * np.arange(n)[:, None] + 1e6 * int(sid)
-    ratings = rng.integers(1, 6, size=(32, 10)).astype(float)
-    mats = {"feas": feas, "vids": vids[:, None].astype(float)}
-    if split is None:
-        mats["dis_label"] = ratings
-    elif split == "suffix":
-        savemat(folder / f"{sid}_dis_label.mat", {"dis_label": ratings})
-    else:
-        (folder / "dis_label").mkdir(exist_ok=True)
-        savemat(folder / "dis_label" / f"{sid}.mat", {"labels": ratings})  # the only 32x10 variable
-    savemat(folder / f"{sid}.mat", mats)
-    return feas, vids, ratings
-
-
 @pytest.mark.parametrize("split", [None, "suffix", "folder"])
 def test_layouts_and_column_mapping(tmp_path, split):
-    feas1, vids1, r1 = write_subject(tmp_path, "1", split=split, seed=1)
-    feas2, vids2, r2 = write_subject(tmp_path, "10", (4,), (31,), split=split, seed=2)
+    feas1, vids1, r1 = fd.write_subject(tmp_path, "1", split=split, seed=1)
+    feas2, vids2, r2 = fd.write_subject(tmp_path, "10", (4,), (31,), split=split, seed=2)
     data = dmer(tmp_path)
     assert data.subjects == ["1", "10"]
     assert data.emotions == list(EMOTIONS)
@@ -66,14 +48,14 @@ def test_layouts_and_column_mapping(tmp_path, split):
 
 
 def test_subset_of_modalities_and_subjects(tmp_path):
-    write_subject(tmp_path, "1")
-    write_subject(tmp_path, "2")
+    fd.write_subject(tmp_path, "1")
+    fd.write_subject(tmp_path, "2")
     data = dmer(tmp_path, subjects=["2"], modalities=["gsr", "eeg"])
     assert list(data.modalities) == ["gsr", "eeg"] and data.subjects == ["2"]
 
 
 def test_errors_name_the_file(tmp_path):
-    write_subject(tmp_path, "1")
+    fd.write_subject(tmp_path, "1")
     savemat(
         tmp_path / "2.mat",
         {"feas": np.zeros((3, 900)), "vids": np.zeros((3, 1)), "dis_label": np.ones((32, 10))},
@@ -86,7 +68,7 @@ def test_errors_name_the_file(tmp_path):
         dmer(tmp_path)
     savemat(tmp_path / "3_dis_label.mat", {"dis_label": np.zeros((32, 10))})
     with pytest.raises(
-        UserError, match=r"3_dis_label\.mat: dis_label row\(s\) of trial\(s\) \[0\]"
+        UserError, match=r"3_dis_label\.mat: dis_label row 1 \(trial 0\), column 1 \(inspired\)"
     ):
         dmer(tmp_path)
     with pytest.raises(UserError, match=r"9\.mat not found"):
@@ -94,7 +76,7 @@ def test_errors_name_the_file(tmp_path):
 
 
 def test_conflicting_label_files_are_an_error(tmp_path):
-    write_subject(tmp_path, "1")
+    fd.write_subject(tmp_path, "1")
     savemat(tmp_path / "1_dis_label.mat", {"dis_label": np.full((32, 10), 2.0)})
     with pytest.raises(UserError, match="different ratings"):
         dmer(tmp_path)
@@ -147,8 +129,35 @@ def test_export_from_targets_alone(tmp_path):
     data = data.subset(keep)
     files = DmerReader.export(data, tmp_path)
     assert [f.name for f in files] == ["1.mat", "2.mat", "3.mat"]
-    assert not loadmat(files[0])["dis_label"][3].any()
+    dis_label = loadmat(files[0])["dis_label"]
+    assert not dis_label[3].any()
+    # recovered from the targets as the smallest integer 1-5 ratings that give them back
+    rated = dis_label[[t for t in range(8) if t != 3]]
+    assert set(np.unique(rated)) <= {1.0, 2.0, 3.0, 4.0, 5.0} and rated.min() == 1.0
     _assert_same(dmer(tmp_path), data, exact_targets=False)
+
+
+def test_export_refuses_targets_no_rating_row_gives(tmp_path):
+    data = _synthetic()
+    del data.info["ratings"]
+    rows = np.flatnonzero((data.subject == "2") & (data.trial == 4))
+    data.targets[rows] = np.r_[0.5, 0.5, np.zeros(8)]  # a zero share is no 1-5 rating
+    with pytest.raises(UserError, match=r"subject 2 trial 4 .* is not a row of 1-5 ratings"):
+        DmerReader.export(data, tmp_path)
+    assert not list(tmp_path.iterdir())  # refused before anything is written
+
+
+def test_subject_1_trial_10_and_subject_11_trial_0_stay_apart(tmp_path):
+    # numpy drops a trailing NUL, so "1" + "\x00" + "10" once equalled "11" + "\x00" + "0":
+    # export refused the default dataset and the reader numbered windows across subjects
+    np.testing.assert_array_equal(
+        _rank_within(np.array(["1"] * 3 + ["11"] * 2), np.array([10, 10, 10, 0, 0])),
+        [0, 1, 2, 0, 1],
+    )
+    data = _synthetic(subjects=11, trials=12, windows=2)
+    assert len(np.unique(data.trial_keys())) == 11 * 12
+    DmerReader.export(data, tmp_path)
+    _assert_same(dmer(tmp_path), data)
 
 
 def test_export_refuses_other_shapes(tmp_path):

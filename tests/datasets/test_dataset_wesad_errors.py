@@ -30,10 +30,7 @@ def bench(run_cli, root, tmp_path, *extra):
 
 @pytest.fixture
 def root(tmp_path):
-    r = tmp_path / "data"
-    fw.write_subject(r, "S2")
-    fw.write_alignment(r, ["S2"])
-    return r
+    return fw.write_dataset(tmp_path / "data")
 
 
 def _expect(code, text, *fragments):
@@ -58,8 +55,16 @@ def test_truncated_csv(root, tmp_path, run_cli):
     path = root / "S2" / "S2_E4_Data" / "BVP.csv"
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[: len(lines) // 3]) + "\n")
+    kept = len(lines) // 3 - 2  # sample lines after the two header lines
     code, text = bench(run_cli, root, tmp_path)
-    _expect(code, text, str(path), "the file is truncated", "Replace it")
+    _expect(
+        code,
+        text,
+        f"{path} holds {kept} samples",
+        f"BVP is {fw.DURATION - kept / fw.FS['BVP']:.0f} s shorter than EDA",
+        "the file is likely truncated",
+        "Replace it",
+    )
 
 
 def test_missing_csv(root, tmp_path, run_cli):

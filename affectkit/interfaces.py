@@ -20,11 +20,14 @@ if TYPE_CHECKING:
 
 
 # --------------------------------------------------------------------------- neural parts
+# Each neural kind's docstring gives how a composing method (``mpcl``) builds and calls it;
+# CONTRIBUTING.md ("Plugin contract") has the same as tables.
 class Encoder(nn.Module, ABC):
-    """Maps one modality ``[B, *shape]`` to tokens ``[B, T, d]``.
+    """Maps one modality ``[B, *in_shape]`` to tokens ``[B, T, d]``.
 
-    Built as ``factory(config, in_shape=..., dim=...)``; ``num_tokens`` tells downstream
-    modules ``T``.
+    Built as ``factory(config, in_shape=tuple, dim=d)``, ``in_shape`` the modality's
+    per-sample shape (``DataSpec.shapes[m]``). Sets ``num_tokens`` (``T``, fixed at build
+    time: downstream layers are sized by it) and ``dim`` (``d``).
     """
 
     num_tokens: int
@@ -37,7 +40,11 @@ class Encoder(nn.Module, ABC):
 class Fusion(nn.Module, ABC):
     """Fuses primary tokens ``[B, T, d]`` with auxiliary token sets ``{name: [B, T_a, d]}``.
 
-    Returns tokens of the primary's shape. Built as ``factory(config, dim=...)``.
+    Built as ``factory(config, dim=d, auxiliary=[names])``: ``auxiliary`` lists the
+    auxiliary modalities that ``forward`` will receive, in that order (possibly none), so a
+    fusion can give each its own weights; a factory that needs no names still accepts the
+    keyword. ``forward`` returns tokens of the primary's shape ``[B, T, d]``; with an empty
+    ``auxiliary`` dict it should return the primary tokens (identity).
     """
 
     @abstractmethod
@@ -47,21 +54,42 @@ class Fusion(nn.Module, ABC):
 
 
 class Memory(nn.Module, ABC):
-    """Associative memory: queries ``[B, Q, d]`` read from stored patterns ``[B, S, d]``."""
+    """Associative memory: queries ``[B, Q, d]`` read from stored patterns ``[B, S, d]``.
+
+    Built as ``factory(config, dim=d, **role)``. ``forward(query, stored, **kwargs)`` returns
+    ``[B, Q, d]``. The roles in mpcl add keywords and members: a retrieval memory (MSAF's and
+    PCL's ``memory``) also takes ``beta=`` (a float or a list of floats) and ``mix=``; a
+    pooling memory is built with ``queries=n``, called as ``forward(stored)``, returns
+    ``[B, n, d]`` and exposes its learned ``queries`` ``[n, d]``; a prototype bank is built
+    with ``num_emotions=K`` and provides ``scores``, ``tau``, ``enrich``, ``grounding_loss``
+    and ``bank`` (CONTRIBUTING.md, "Plugin contract").
+    """
 
     @abstractmethod
     def forward(self, query: torch.Tensor, stored: torch.Tensor, **kwargs: Any) -> torch.Tensor: ...
 
 
 class Loss(nn.Module, ABC):
-    """A training objective term returning a scalar tensor."""
+    """A training objective term returning a scalar tensor.
+
+    Built as ``factory(config, dim=d)``; accept and ignore runtime keywords you do not need.
+    The inputs of ``forward`` are the caller's: mpcl calls its ``prd`` slot as
+    ``loss(s_x, s_y, U, V)`` and its ``pcl`` slot as ``loss(x, y, U, V)``. The result must be
+    differentiable and ``forward`` must not change the module in place (fold-parallel
+    training evaluates it under ``vmap``).
+    """
 
     @abstractmethod
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor: ...
 
 
 class Head(nn.Module, ABC):
-    """Maps a representation to emotion logits ``[B, K]``."""
+    """Maps a representation to emotion logits ``[B, K]`` (unnormalised; callers softmax).
+
+    Built as ``factory(config, dim=d, num_emotions=K)`` (mpcl adds ``summary_dim=`` for its
+    ``hsc`` head); mpcl calls ``head(tokens [B, T, d])``, plus ``summary=[B, summary_dim]``
+    when the head has a non-zero ``summary_dim`` attribute.
+    """
 
     @abstractmethod
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor: ...
@@ -71,11 +99,14 @@ class Head(nn.Module, ABC):
 class Method(ABC):
     """A label-distribution learner: ``fit`` on a training split, ``predict`` distributions.
 
-    Built by the evaluator as ``factory(config, spec=..., train=..., seed=..., device=...)``.
-    Inputs are already standardised with training-fold statistics.
+    Built per fold by the evaluator as ``factory(config, spec=DataSpec, train=TrainConfig,
+    seed=int, device=str)``, kept as ``self.config``, ``self.spec``, ``self.train_config``,
+    ``self.seed`` and ``self.device``. Inputs are already standardised with training-fold
+    statistics.
     """
 
-    #: training-loop defaults of this method (``train.*`` keys the user did not set)
+    #: training-loop defaults of this method: any ``train.*`` key, used where the user set
+    #: none (``affectkit config show --method NAME`` prints the result)
     train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(
@@ -118,13 +149,18 @@ class Method(ABC):
 class DatasetReader(ABC):
     """Reads one dataset into an :class:`EmotionDataset`.
 
-    Built as ``factory(config, data_dir=Path | None)``. The core caches the result keyed
-    by (name, ``version``, config, sizes/mtimes of :meth:`source_files`).
+    Built as ``factory(config, data_dir=Path | None)`` (``data_dir`` is ``--data-dir``, also
+    ``config.data_dir``). The core caches the result keyed by (name, ``version``, config,
+    sizes/mtimes of :meth:`source_files`). Bad input raises :class:`affectkit.UserError`
+    naming the file (and line or variable) and the fix.
     """
 
+    #: part of the cache key: bump it whenever ``load`` would give other arrays
     version: ClassVar[str] = "1"
-    #: protocol settings suggested for this dataset when the user sets none
+    #: defaults for the protocol they name, e.g. ``{"name": "subject-independent", "folds":
+    #: None}``: applied when a run uses that protocol, under the user's own protocol keys
     protocol_defaults: ClassVar[dict[str, Any]] = {}
+    #: False: never cache (e.g. a reader that is cheaper to rerun than to load from disk)
     cacheable: ClassVar[bool] = True
 
     def __init__(self, config: ComponentConfig, data_dir: Path | None = None) -> None:
@@ -132,10 +168,12 @@ class DatasetReader(ABC):
         self.data_dir = data_dir
 
     def source_files(self) -> list[Path]:
+        """Every file ``load`` reads: their sizes and mtimes invalidate the cache."""
         return []
 
     @abstractmethod
-    def load(self) -> EmotionDataset: ...
+    def load(self) -> EmotionDataset:
+        """Read the files into one validated :class:`EmotionDataset` (all subjects)."""
 
 
 @dataclass

@@ -197,7 +197,7 @@ class MPCLNet(nn.Module):
         used = [self.primary, *self.auxiliary, *self.behavioral]
         self.encoders = nn.ModuleDict({m: _encoder(reg, cfg, m, spec.shapes[m], d) for m in used})
         self.fusion = (
-            reg.build("fusion", cfg.fusion, **_fusion_kwargs(cfg, d, self.auxiliary))
+            reg.build("fusion", cfg.fusion, **_fusion_kwargs(d, self.auxiliary))
             if cfg.use_msaf
             else None
         )
@@ -333,12 +333,11 @@ def _encoder(reg, cfg: MPCLConfig, modality: str, shape: tuple[int, ...], dim: i
     return reg.build("encoder", enc_cfg, in_shape=tuple(shape), dim=dim)
 
 
-def _fusion_kwargs(cfg: MPCLConfig, dim: int, auxiliary: list[str]) -> dict:
-    """MSAF takes the auxiliary names (one gate each); other fusions get the interface's ``dim``."""
-    kwargs: dict = {"dim": dim}
-    if cfg.fusion.name == "msaf":
-        kwargs["auxiliary"] = auxiliary
-    return kwargs
+def _fusion_kwargs(dim: int, auxiliary: list[str]) -> dict:
+    """The fusion contract (``affectkit.Fusion``): every fusion gets ``dim`` and the names of
+    the auxiliary modalities its ``forward`` will receive, so it can give each its own weights.
+    """
+    return {"dim": dim, "auxiliary": list(auxiliary)}
 
 
 class MPCL(TorchMethod):

@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -12,6 +13,8 @@ from affectkit.errors import PluginError, UnknownComponentError
 from affectkit.plugins import PluginManager
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "example_plugin"
+CSV_EXAMPLE = EXAMPLE.with_name("example_plugin_csv")
+TINY = ["--set", "dataset.subjects=4", "--set", "dataset.trials=8", "--set", "dataset.windows=6"]
 
 
 def make_plugin(name: str, method_name: str, fail: bool = False) -> types.ModuleType:
@@ -99,10 +102,10 @@ def test_allowlist_and_core_never_imports_plugins(tmp_path, cli_env):
         assert not pattern.search(py.read_text()), f"{py} imports a plugin package"
 
 
-@pytest.mark.slow
-def test_out_of_tree_plugin_installs_and_benches(tmp_path, cli_env):
-    """Install tests/example_plugin like a user would; its entry point adds ``ridge-ldl``."""
-    target = tmp_path / "site"
+def _install(plugin: Path, tmp_path: Path) -> Path:
+    """pip-install a plugin folder like a user would; returns the folder it went to."""
+    src, target = tmp_path / "src" / plugin.name, tmp_path / "site"
+    shutil.copytree(plugin, src)  # pip builds in the source folder: keep the repo clean
     pip = subprocess.run(
         [
             sys.executable,
@@ -114,13 +117,20 @@ def test_out_of_tree_plugin_installs_and_benches(tmp_path, cli_env):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(EXAMPLE),
+            str(src),
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert pip.returncode == 0, pip.stderr
+    return target
+
+
+@pytest.mark.slow
+def test_out_of_tree_plugin_installs_and_benches(tmp_path, cli_env):
+    """Install tests/example_plugin like a user would; its entry point adds ``ridge-ldl``."""
+    target = _install(EXAMPLE, tmp_path)
     env = cli_env(tmp_path, PYTHONPATH=str(target))
     proc = _run(["plugins"], env, tmp_path)
     assert "ridge-ldl" in proc.stdout and "affectkit-example" in proc.stdout
@@ -130,12 +140,7 @@ def test_out_of_tree_plugin_installs_and_benches(tmp_path, cli_env):
             "bench",
             "--method",
             "prior,ridge-ldl",
-            "--set",
-            "dataset.subjects=4",
-            "--set",
-            "dataset.trials=8",
-            "--set",
-            "dataset.windows=6",
+            *TINY,
             "--out",
             str(out),
         ],
@@ -146,3 +151,38 @@ def test_out_of_tree_plugin_installs_and_benches(tmp_path, cli_env):
     res = json.loads((out / "results.json").read_text())
     assert set(res["methods"]) == {"prior", "ridge-ldl"}
     assert len(res["methods"]["ridge-ldl"]["folds"]) == 4
+
+
+@pytest.mark.slow
+def test_csv_example_plugin_installs_and_benches_mpcl_with_its_fusion(tmp_path, cli_env):
+    """Install tests/example_plugin_csv; bench mpcl on its CSV layout with its fusion."""
+    env = cli_env(tmp_path, PYTHONPATH=str(_install(CSV_EXAMPLE, tmp_path)))
+    listing = _run(["plugins"], env, tmp_path).stdout
+    assert "csv-windows" in listing and "gated-mean" in listing
+    data = tmp_path / "data"
+    export = ["data", "export", "--dataset", "synthetic", *TINY, "--format", "csv-windows",
+              "--set", "dataset.behavioral_dim=32"]  # fmt: skip
+    proc = _run([*export, "--out", str(data)], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "run"
+    bench = ["bench", "--method", "mpcl", "--dataset", "csv-windows", "--data-dir", str(data),
+             "--set", "dataset.behavioral=[behavioral]", "--set", "method.fusion.name=gated-mean",
+             "--set", "method.dim=8", "--no-report"]  # fmt: skip
+    proc = _run([*bench, "--out", str(out)], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["dataset"] == "csv-windows" and len(res["emotions"]) == 10
+    mpcl = res["methods"]["mpcl"]
+    assert mpcl["method"]["fusion"]["name"] == "gated-mean"
+    assert sorted(s for f in mpcl["folds"] for s in f["test_subjects"]) == ["1", "2", "3", "4"]
+    assert all(f["n_test"] == 48 and 0 < f["metrics"]["kl"] < 10 for f in mpcl["folds"])
+    # one bad cell: exit 2, a message naming file, line and column, no traceback
+    lines = (data / "4.csv").read_bytes().split(b"\n")
+    cells = lines[8].split(b",")
+    cells[3] = b"n/a"  # subject,trial,window, then eeg.0
+    lines[8] = b",".join(cells)
+    (data / "4.csv").write_bytes(b"\n".join(lines))
+    proc = _run([*bench, "--out", str(tmp_path / "run2")], env, tmp_path)
+    text = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2 and "Traceback" not in text, text
+    assert "4.csv, line 9, column 'eeg.0': 'n/a' is not a number" in text

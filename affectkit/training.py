@@ -32,7 +32,7 @@ class TrainConfig(BaseModel):
     value here.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(128, ge=1)

@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 bad usage/config/input (one clear message, no traceback
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import traceback
@@ -696,7 +697,19 @@ def data_export(
     console.print(f"wrote {len(files)} file(s) in {format} layout to {out}")
 
 
+class _StderrLog(logging.Handler):
+    """affectkit's warnings (e.g. a cache entry that could not be written) as plain lines
+    on stderr, above the progress display."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(record.getMessage(), markup=False, highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
+    log = logging.getLogger("affectkit")
+    if not any(isinstance(h, _StderrLog) for h in log.handlers):
+        log.addHandler(_StderrLog(logging.WARNING))
+        log.propagate = False
     try:
         app(args=argv, prog_name="affectkit")
     except UserError as exc:

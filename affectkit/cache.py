@@ -64,8 +64,8 @@ def store(key: str, data: EmotionDataset) -> bool:
     except OSError as exc:
         logger.warning(
             "warning: the dataset cache entry %s could not be written (%s); going on "
-            "without it. Free space there, point AFFECTKIT_CACHE at another folder, or "
-            "pass --no-cache.",
+            "without it. To use the cache, free space there or point AFFECTKIT_CACHE at a "
+            "writable folder; --no-cache skips it.",
             base.with_suffix(".npz"),
             describe_os_error(exc),
         )

@@ -10,6 +10,7 @@ the real ``chmod 555`` case runs only for an ordinary user.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import io
@@ -17,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,19 +49,26 @@ def assert_clean_exit_2(code: int, text: str, *causes: str) -> None:
         assert cause in text, f"{cause!r} not in: {text}"
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
-    """A finished run directory and its files, which no bad command may change."""
-    root = tmp_path_factory.mktemp("finished")
+@contextlib.contextmanager
+def own_cache(folder: Path) -> Iterator[None]:
+    """A dataset cache for module-scoped fixtures (the autouse one is per test)."""
     old = os.environ.get("AFFECTKIT_CACHE")
-    os.environ["AFFECTKIT_CACHE"] = str(root / "cache")
+    os.environ["AFFECTKIT_CACHE"] = str(folder)
     try:
-        run_bench(resolve_configs(["prior"], overrides=TINY), run_dir=root / "run")
+        yield
     finally:
         if old is None:
             os.environ.pop("AFFECTKIT_CACHE", None)
         else:
             os.environ["AFFECTKIT_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    """A finished run directory and its files, which no bad command may change."""
+    root = tmp_path_factory.mktemp("finished")
+    with own_cache(root / "cache"):
+        run_bench(resolve_configs(["prior"], overrides=TINY), run_dir=root / "run")
     return root / "run", snapshot(root / "run")
 
 
@@ -68,16 +77,9 @@ def checkpoint(tmp_path_factory) -> Path:
     from affectkit.checkpoint import train
 
     root = tmp_path_factory.mktemp("ckpt")
-    old = os.environ.get("AFFECTKIT_CACHE")
-    os.environ["AFFECTKIT_CACHE"] = str(root / "cache")
-    try:
+    with own_cache(root / "cache"):
         (cfg,) = resolve_configs(["prior"], overrides=TINY)
         return train(cfg, root / "ckpt")
-    finally:
-        if old is None:
-            os.environ.pop("AFFECTKIT_CACHE", None)
-        else:
-            os.environ["AFFECTKIT_CACHE"] = old
 
 
 def read_only(monkeypatch, folder: Path, code: int = errno.EROFS) -> None:
@@ -280,6 +282,7 @@ def test_disk_full_keeps_finished_folds_and_the_same_command_resumes(
     code, text = run_cli("bench", "--method", "prior", "--out", tmp_path / "clean", *SETS)
     assert code == 0, text
     clean = json.loads((tmp_path / "clean" / "results.json").read_text())
+
     def scores(res):
         return [(f["fold"], f["metrics"]) for f in res["methods"]["prior"]["folds"]]
 

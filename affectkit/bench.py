@@ -11,12 +11,22 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, apply_overrides, deep_merge, read_config_file, validate_run_config
+from .config import (
+    MAX_SEED,
+    Layer,
+    RunConfig,
+    apply_overrides,
+    deep_merge,
+    override_layer,
+    read_config_file,
+    validate_run_config,
+)
 from .data import EmotionDataset
 from .datasets import load_dataset
 from .errors import UserError
 from .evaluate import Callbacks, FoldPredictions, FoldResult, build_protocol, method_train_config
 from .executors import Executor, FoldJob
+from .io import check_writable_dir
 from .plugins import get_registry
 from .results import ResultsStore, method_entry, results_hash, run_key, versions
 
@@ -46,21 +56,29 @@ def expand_methods(spec: str | Sequence[str]) -> list[str]:
 
 
 def resolve_configs(
-    methods: Sequence[str],
+    methods: Sequence[str | None],
     *,
     files: Iterable[str | Path] = (),
     flags: dict[str, Any] | None = None,
     overrides: Sequence[str] = (),
+    default_method: str | None = None,
 ) -> list[RunConfig]:
-    """Per method: reader defaults < config files < CLI flags < --set, validated."""
-    file_raw: dict[str, Any] = {}
-    for f in files:
-        file_raw = deep_merge(file_raw, read_config_file(f))
+    """Per method: reader defaults < config files < CLI flags < --set, validated.
+
+    A ``None`` in ``methods`` (or no methods) takes the method the files or ``--set`` name,
+    else ``default_method`` (else :class:`RunConfig`'s default). Validation errors name the
+    file or option each bad value came from.
+    """
+    file_layers: list[Layer] = [(str(f), read_config_file(f)) for f in files]
+    override_layers: list[Layer] = [(f"--set {o}", override_layer(o)) for o in overrides]
     out = []
     for m in methods or [None]:
-        layer = deep_merge(file_raw, flags or {})
+        layers = [*file_layers, ("command-line options", flags or {})]
         if m is not None:
-            layer = deep_merge(layer, {"method": {"name": m}})
+            layers.append(("--method", {"method": {"name": m}}))
+        layer: dict[str, Any] = {}
+        for _, part in layers:
+            layer = deep_merge(layer, part)
         layer = apply_overrides(layer, overrides)
         ds_name = (layer.get("dataset") or {}).get("name", "synthetic")
         defaults: dict[str, Any] = {"dataset": {"name": ds_name}}
@@ -70,7 +88,11 @@ def resolve_configs(
             proto = (layer.get("protocol") or {}).get("name", "subject-independent")
             if proto_defaults.get("name", "subject-independent") == proto:
                 defaults["protocol"] = {**proto_defaults, "name": proto}
-        out.append(validate_run_config(deep_merge(defaults, layer)))
+        method_section = layer.get("method")
+        if default_method and not (isinstance(method_section, dict) and "name" in method_section):
+            layer = deep_merge({"method": {"name": default_method}}, layer)
+        layers = [(f"defaults of dataset {ds_name}", defaults), *layers, *override_layers]
+        out.append(validate_run_config(deep_merge(defaults, layer), layers=layers))
     return out
 
 
@@ -103,6 +125,14 @@ def run_bench(
     callbacks = callbacks or Callbacks()
     executor = executor or Executor()
     seeds = list(dict.fromkeys(seeds)) if seeds else [first.seed]
+    bad = [
+        s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED
+    ]
+    if bad:
+        raise UserError(
+            f"seed {bad[0]!r} is out of range: seeds are whole numbers from 0 to {MAX_SEED}, "
+            "e.g. --seeds 0,1,2."
+        )
     run_dir = Path(run_dir or first.output.dir or default_run_dir())
     key = run_key(first)
     for cfg in configs[1:]:
@@ -112,6 +142,7 @@ def run_bench(
                 "dataset or protocol settings; one run directory holds one dataset and "
                 "protocol. Run them separately with different --out."
             )
+    check_writable_dir(run_dir, "--out")
     store = ResultsStore(run_dir, overwrite=overwrite or first.output.overwrite)
     with store.lock():
         store.clean_temp()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from .data import EmotionDataset
-from .io import atomic_write, write_json
+from .io import atomic_write, describe_os_error, write_json
+
+logger = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -48,8 +51,23 @@ def load_cached(key: str) -> EmotionDataset | None:
         return None  # a stale or foreign entry is rebuilt, never trusted
 
 
-def store(key: str, data: EmotionDataset) -> None:
+def store(key: str, data: EmotionDataset) -> bool:
+    """Write a cache entry; ``False`` (and a warning) when it could not be written.
+
+    The cache only saves time, so a full or read-only cache disk must not stop a run.
+    """
     base = cache_dir() / key
     arrays, meta = data.to_arrays()
-    atomic_write(base.with_suffix(".npz"), lambda fh: np.savez(fh, **arrays))
-    write_json(base.with_suffix(".json"), meta)  # written last: its presence marks completeness
+    try:
+        atomic_write(base.with_suffix(".npz"), lambda fh: np.savez(fh, **arrays))
+        write_json(base.with_suffix(".json"), meta)  # written last: marks completeness
+    except OSError as exc:
+        logger.warning(
+            "warning: the dataset cache entry %s could not be written (%s); going on "
+            "without it. To use the cache, free space there or point AFFECTKIT_CACHE at a "
+            "writable folder; --no-cache skips it.",
+            base.with_suffix(".npz"),
+            describe_os_error(exc),
+        )
+        return False
+    return True

@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 bad usage/config/input (one clear message, no traceback
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import traceback
@@ -167,6 +168,91 @@ def results_table(results: dict[str, Any]) -> Table:
     return table
 
 
+def compact_results_tables(results: dict[str, Any], width: int) -> list[Table]:
+    """The results table turned for a narrow terminal: metrics as rows, methods as
+    columns (mean with its marker above ± std), split into as many tables as the width
+    needs, so that no name, number or marker is ever cut."""
+    from rich import box
+
+    from .metrics import METRIC_NAMES, METRICS
+    from .results import best_per_metric
+    from .significance import MARKER_LEGEND, cell_marker, paired_tests
+
+    best = best_per_metric(results)
+    tests = paired_tests(results)
+    names = list(results["methods"])
+    cells: dict[str, list[str]] = {}
+    for name in names:
+        r = results["methods"][name]
+        column = []
+        for m in METRIC_NAMES:
+            s = r["summary"][m]
+            star = " ★" if best.get(m) == name else ""
+            column.append(f"{s['mean']:.4f}{cell_marker(tests, m, name)}{star}\n± {s['std']:.4f}")
+        n, expected = len(r["folds"]), r.get("folds_expected", len(r["folds"]))
+        column.append(str(n) if n == expected else f"{n}/{expected}")
+        cells[name] = column
+    labels = [f"{m} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in METRIC_NAMES]
+    labels.append("folds")
+
+    leaky = " (LEAKY)" if results.get("leaky") else ""
+    title = (
+        f"{results['dataset']} — {results['protocol_description']}{leaky}, seeds {results['seeds']}"
+    )
+
+    def build(chunk: list[str], first: bool) -> Table:
+        # fold, not "…": a name wider than the whole terminal wraps instead of losing letters
+        table = Table(title=title if first else None, box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("", no_wrap=True)
+        for c in chunk:
+            table.add_column(c, justify="right", overflow="fold")
+        for i, label in enumerate(labels):
+            table.add_row(label, *(cells[c][i] for c in chunk))
+        return table
+
+    def natural_width(table: Table) -> int:
+        return console.measure(table, options=console.options.update(width=100_000)).maximum
+
+    tables: list[Table] = []
+    chunk: list[str] = []
+    for name in names:
+        if chunk and natural_width(build([*chunk, name], not tables)) > width:
+            tables.append(build(chunk, not tables))
+            chunk = []
+        chunk.append(name)
+    tables.append(build(chunk, not tables))
+    legend = MARKER_LEGEND.replace("of the column", "of the row")
+    tables[-1].caption = f"mean ± std over folds; ★ = best per row; {legend}"
+    return tables
+
+
+def print_results(results: dict[str, Any]) -> None:
+    """The results table, complete at any width: the plain markdown table when stdout is
+    not a terminal (a log file keeps every number), the full table when it fits, else
+    the compact turned one."""
+    from .results import summary_markdown
+
+    if not console.is_terminal:
+        console.print(
+            summary_markdown(results),
+            markup=False,
+            highlight=False,
+            emoji=False,
+            soft_wrap=True,
+            end="",
+        )
+        return
+    table = results_table(results)
+    # the width the table wants, not the width it would be squeezed into
+    if console.measure(table, options=console.options.update(width=100_000)).maximum <= (
+        console.width
+    ):
+        console.print(table)
+        return
+    for t in compact_results_tables(results, console.width):
+        console.print(t)
+
+
 ExecutorOpt = Annotated[
     str, typer.Option("--executor", "-x", help="where fold jobs run: serial, local or ray")
 ]
@@ -231,17 +317,18 @@ def bench(
         ray_address=ray_address,
         gpus_per_job=gpus_per_job,
     )
-    methods = expand_methods(method or _default_method())
+    # without --method the config files (or --set method.name) choose, then the default
     configs = resolve_configs(
-        methods,
+        expand_methods(method) if method else [None],
         files=config or [],
         flags=_flags(dataset, data_dir, protocol, seed, device, out, overwrite),
         overrides=set_ or [],
+        default_method=_default_method(),
     )
     run_dir = Path(configs[0].output.dir or default_run_dir())
     resume = (
-        f"finished folds are saved in {run_dir}; run the same command with --out {run_dir} "
-        "to resume"
+        f"finished folds are saved in {run_dir}; run the same command with --out "
+        f"{_quote(run_dir)} to resume"
     )
     with (
         _interrupted_exit(resume),
@@ -255,7 +342,7 @@ def bench(
             callbacks=_RichCallbacks(progress),  # type: ignore[arg-type]
             executor=engine,
         )
-    console.print(results_table(results))
+    print_results(results)
     inv = results.get("last_invocation", {})
     console.print(
         f"computed {inv.get('computed_folds', 0)} fold(s), reused {inv.get('reused_folds', 0)} "
@@ -291,12 +378,20 @@ def bench(
 
 @contextlib.contextmanager
 def _interrupted_exit(what_is_kept: str) -> Iterator[None]:
-    """Ctrl-C: say what survived and how to go on, exit 130 without a traceback."""
+    """Ctrl-C or a full disk: say what survived and how to go on, without a traceback
+    (exit 130 for Ctrl-C, 2 for the disk)."""
+    from .io import DISK_FULL
+
     try:
         yield
     except KeyboardInterrupt:
         err_console.print(f"interrupted: {what_is_kept}", markup=False, highlight=False)
         raise typer.Exit(130) from None
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        raise UserError(f"the disk is full{where}. Free some space; {what_is_kept}.") from None
 
 
 def _quote(path: Path) -> str:
@@ -317,12 +412,19 @@ def report(
 ) -> None:
     """Write report.md and PNG figures (metric bars, trial distributions, emotion
     co-occurrence, per-subject scores) with paired significance tests into RUN_DIR."""
+    from .io import check_writable_dir
     from .report import write_report
 
     if not run_dir.is_dir():
         raise UserError(
             f"{run_dir} is not a directory. Pass the --out folder of `affectkit bench`."
         )
+    check_writable_dir(
+        run_dir,
+        "run directory",
+        "The report is written into the run directory: make it writable (chmod u+w, or "
+        "remount read-write), or copy it somewhere writable and pass the copy.",
+    )
     path = write_report(run_dir)
     console.print(f"report: {path}  (figures in {run_dir / 'figures'})")
 
@@ -351,8 +453,9 @@ def train(
     """
     from .bench import expand_methods, resolve_configs
     from .checkpoint import train as train_checkpoint
+    from .io import check_writable_dir
 
-    names = expand_methods(method or _default_method())
+    names = expand_methods(method) if method else [None]
     if len(names) != 1:
         raise UserError(
             f"affectkit train fits one method; got {', '.join(names)}. Pass --method NAME."
@@ -362,13 +465,20 @@ def train(
         files=config or [],
         flags=_flags(dataset, data_dir, protocol, seed, device),
         overrides=set_ or [],
+        default_method=_default_method(),
     )[0]
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; a checkpoint is a folder. Pass a folder path.")
+    # the checkpoint is built beside --out and renamed into place: its parent must be writable
+    check_writable_dir(
+        out.parent, f"--out {out}: its folder", "Pass --out a path in a folder you can write to."
+    )
     with (
         _interrupted_exit(f"nothing was written to {out}"),
         _progress() as progress,
     ):
         cb = _RichCallbacks(progress)
-        progress.update(cb.folds, description=f"{names[0]}: all data", total=1)
+        progress.update(cb.folds, description=f"{cfg.method.name}: all data", total=1)
         path = train_checkpoint(
             cfg,
             out,
@@ -403,7 +513,16 @@ def predict(
     from .checkpoint import load, predictions_csv, write_predictions
     from .config import apply_overrides, deep_merge, validate_run_config
     from .datasets import load_dataset
+    from .io import check_writable_dir
 
+    if out is not None:  # before the (slow) prediction, not after
+        if out.is_dir():
+            raise UserError(f"--out {out} is a folder. Pass a file path: FILE.csv or FILE.parquet.")
+        check_writable_dir(
+            out.parent,
+            f"--out {out}: its folder",
+            "Pass --out a file path in a folder you can write to.",
+        )
     ckpt = load(checkpoint, device=device)
     base = {"dataset": ckpt.config.dataset.model_dump(mode="json", exclude_unset=True)}
     if dataset and dataset != ckpt.config.dataset.name:
@@ -449,6 +568,7 @@ def config_show(
         files=config or [],
         flags=_flags(dataset, None, protocol, None, None),  # type: ignore[arg-type]
         overrides=set_ or [],
+        default_method=_default_method(),
     )
     for cfg in cfgs:
         data = cfg.model_dump(mode="json")
@@ -490,7 +610,7 @@ def config_validate(file: Path) -> None:
     """Validate a config file: exit 0, or 2 with every error as path.to.field: reason."""
     from .bench import resolve_configs
 
-    resolve_configs([], files=[file])
+    resolve_configs([], files=[file], default_method=_default_method())
     console.print(f"{file}: valid")
 
 
@@ -501,34 +621,73 @@ def plugins() -> None:
     from .registry import KINDS
 
     mgr = get_plugin_manager()
-    table = Table(title="registered components")
-    for col in ("kind", "name", "plugin", "distribution", "tags", "description"):
-        table.add_column(col)
-    for kind in KINDS:
-        for e in mgr.registry.entries(kind):
-            table.add_row(
-                kind, e.name, e.plugin, e.distribution, ",".join(sorted(e.tags)), e.description
-            )
-    console.print(table)
+    rows = [
+        [kind, e.name, e.plugin, e.distribution, ",".join(sorted(e.tags)), e.description]
+        for kind in KINDS
+        for e in mgr.registry.entries(kind)
+    ]
+    _print_rows(
+        "registered components",
+        ["kind", "name", "plugin", "distribution", "tags", "description"],
+        rows,
+        primary=2,
+    )
     if mgr.failures:
-        ft = Table(title="plugins that failed to load (skipped)", style="red")
-        for col in ("plugin", "distribution", "error"):
-            ft.add_column(col)
-        for f in mgr.failures:
-            ft.add_row(f.name, f.distribution, f.error)
-        console.print(ft)
+        _print_rows(
+            "plugins that failed to load (skipped)",
+            ["plugin", "distribution", "error"],
+            [[f.name, f.distribution, f.error] for f in mgr.failures],
+            style="red",
+        )
         console.print("Set AFFECTKIT_STRICT_PLUGINS=1 to make a failing plugin fatal.")
+
+
+def _print_rows(
+    title: str, columns: list[str], rows: list[list[str]], primary: int = 1, style: str = ""
+) -> None:
+    """A listing whose last column is long text (a description, an error), never cut:
+    tab-separated lines when stdout is not a terminal, a table when it fits, else one
+    entry per block with the long text wrapped below."""
+    from rich.padding import Padding
+
+    if not console.is_terminal:
+        lines = [f"# {title}", "\t".join(columns), *("\t".join(r) for r in rows)]
+        console.print("\n".join(lines), markup=False, highlight=False, emoji=False, soft_wrap=True)
+        return
+    table = Table(title=title, style=style)
+    for col in columns:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*map(Text, r))  # Text: a "[...]" in a description is not markup
+    if console.measure(table, options=console.options.update(width=100_000)).maximum <= (
+        console.width
+    ):
+        console.print(table)
+        return
+    console.print(Text(title, style=f"bold {style}".strip()))
+    for r in rows:
+        head = Text(" ".join(r[:primary]), style="bold")
+        details = ", ".join(
+            f"{c} {v}" for c, v in zip(columns[primary:-1], r[primary:-1], strict=True) if v
+        )
+        if details:
+            head.append(f"  ({details})")
+        console.print(Padding(head, (0, 0, 0, 2)))
+        if r[-1]:
+            console.print(Padding(Text(r[-1]), (0, 0, 0, 6)))
 
 
 def _list_kind(kind: str) -> None:
     from .plugins import get_registry
 
-    table = Table(title=f"{kind}s")
-    for col in ("name", "plugin", "tags", "description"):
-        table.add_column(col)
-    for e in get_registry().entries(kind):
-        table.add_row(e.name, e.plugin, ",".join(sorted(e.tags)), e.description)
-    console.print(table)
+    _print_rows(
+        f"{kind}s",
+        ["name", "plugin", "tags", "description"],
+        [
+            [e.name, e.plugin, ",".join(sorted(e.tags)), e.description]
+            for e in get_registry().entries(kind)
+        ],
+    )
 
 
 @app.command()
@@ -567,7 +726,19 @@ def data_export(
     console.print(f"wrote {len(files)} file(s) in {format} layout to {out}")
 
 
+class _StderrLog(logging.Handler):
+    """affectkit's warnings (e.g. a cache entry that could not be written) as plain lines
+    on stderr, above the progress display."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(record.getMessage(), markup=False, highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
+    log = logging.getLogger("affectkit")
+    if not any(isinstance(h, _StderrLog) for h in log.handlers):
+        log.addHandler(_StderrLog(logging.WARNING))
+        log.propagate = False
     try:
         app(args=argv, prog_name="affectkit")
     except UserError as exc:

@@ -10,7 +10,7 @@ scalars and type-checked like file values.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +27,11 @@ from pydantic import (
 from .errors import ConfigError, UnknownComponentError, UserError
 from .registry import ComponentConfig, ComponentField
 from .training import TrainConfig
+
+#: numpy's and torch's generators both take seeds up to 2**32 - 1 without complaint
+MAX_SEED = 2**32 - 1
+#: what ``--set`` and config files are called in error messages: (label, raw mapping)
+Layer = tuple[str, Mapping[str, Any]]
 
 
 def _resolve(kind: str, value: Any) -> Any:
@@ -86,7 +91,7 @@ class RunConfig(BaseModel):
     method: component("method") = Field(default_factory=lambda: _resolve("method", "mlp"))  # type: ignore[valid-type]
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 # --------------------------------------------------------------------------- raw dicts
@@ -96,7 +101,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"config file {path} does not exist. Pass the path of a .yaml or .toml file."
         )
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"config file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start}). Save it with UTF-8 encoding."
+        ) from None
+    except OSError as exc:
+        raise UserError(
+            f"config file {path} could not be read ({exc.strerror or exc}). Check that it is "
+            "a readable file."
+        ) from None
     try:
         if path.suffix.lower() == ".toml":
             try:
@@ -146,6 +162,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return path, value
 
 
+def override_layer(item: str) -> dict[str, Any]:
+    """One ``--set a.b=value`` as the nested mapping it sets (for error provenance)."""
+    return apply_overrides({}, [item])
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     out = copy.deepcopy(raw)
     for item in overrides:
@@ -179,24 +200,80 @@ def _strip_tags(loc: tuple[Any, ...], raw: Any) -> list[str]:
     return parts
 
 
+def _message(err: Mapping[str, Any], parts: list[str]) -> str:
+    msg = str(err["msg"])
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key (not a field of this component; check the spelling)"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if kind == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        # YAML and TOML read an unquoted 2 as a number; ids and names are text
+        fix = f"got the number {value}; write it in quotes as text"
+        if "subjects" in parts:
+            fix += f', spelled as the dataset names it (a WESAD subject is "S{value}", not {value})'
+        else:
+            fix += f' ("{value}")'
+        return f"{msg}: {fix}"
+    return msg
+
+
 def format_errors(exc: ValidationError, raw: Any, prefix: str = "") -> list[tuple[str, str]]:
     out = []
     for err in exc.errors():
-        path = ".".join(_strip_tags(tuple(err["loc"]), raw)) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (not a field of this component; check the spelling)"
-        elif err["type"] == "value_error":
-            msg = msg.removeprefix("Value error, ")
-        out.append((prefix + path, msg))
+        parts = _strip_tags(tuple(err["loc"]), raw)
+        out.append((prefix + (".".join(parts) or "(top level)"), _message(err, parts)))
     return out
 
 
-def validate_run_config(raw: Mapping[str, Any], source: str = "config") -> RunConfig:
+_MISSING = object()
+
+
+def _at(node: Any, parts: Iterable[str]) -> Any:
+    for p in parts:
+        if isinstance(node, Mapping) and p in node:
+            node = node[p]
+        elif isinstance(node, list) and p.isdigit() and int(p) < len(node):
+            node = node[int(p)]
+        else:
+            return _MISSING
+    return node
+
+
+def error_origin(path: str, raw: Mapping[str, Any], layers: Sequence[Layer]) -> str | None:
+    """Which layer(s) the value at ``path`` came from: the last one that set it as it is,
+    else (a section mixed from several) every layer that set something under it."""
+    parts = path.split(".")
+    final = _at(raw, parts)
+    if isinstance(final, Mapping) and "name" in final:
+        # an error on a whole component section is about its name (unknown, wrong kind)
+        parts, final = [*parts, "name"], final["name"]
+    for label, layer in reversed(layers):
+        value = _at(layer, parts)
+        if value is not _MISSING and value == final:
+            return label
+    # an error inside a value set whole by a layer (e.g. an item of a list from a file)
+    for i in range(len(parts) - 1, 0, -1):
+        for label, layer in reversed(layers):
+            value = _at(layer, parts[:i])
+            if value is not _MISSING and value == _at(raw, parts[:i]):
+                return label
+    labels = [label for label, layer in layers if _at(layer, parts) is not _MISSING]
+    return ", ".join(dict.fromkeys(labels)) or None
+
+
+def validate_run_config(
+    raw: Mapping[str, Any], source: str = "config", layers: Sequence[Layer] = ()
+) -> RunConfig:
+    """Validate a raw run config; ``layers`` (the sources it was merged from, lowest
+    precedence first) let each error name the file or option its bad value came from."""
     try:
         return RunConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, raw), source) from None
+        errors = format_errors(exc, raw)
+        origins = [error_origin(path, raw, layers) for path, _ in errors] if layers else None
+        raise ConfigError(errors, source, origins) from None
 
 
 def build_run_config(
@@ -207,11 +284,15 @@ def build_run_config(
     source: str = "config",
 ) -> RunConfig:
     """Layer: ``base`` (CLI flags) < files < ``--set`` overrides, then validate everything."""
-    raw: dict[str, Any] = dict(base or {})
-    for f in files:
-        raw = deep_merge(raw, read_config_file(f))
+    layers: list[Layer] = [("command-line options", dict(base or {}))]
+    layers += [(str(f), read_config_file(f)) for f in files]
+    raw: dict[str, Any] = {}
+    for _, layer in layers:
+        raw = deep_merge(raw, layer)
+    overrides = list(overrides)
     raw = apply_overrides(raw, overrides)
-    return validate_run_config(raw, source)
+    layers += [(f"--set {item}", override_layer(item)) for item in overrides]
+    return validate_run_config(raw, source, layers)
 
 
 def dump_yaml(cfg: BaseModel) -> str:

@@ -16,12 +16,26 @@ class UserError(AffectkitError):
 
 
 class ConfigError(UserError):
-    """A configuration failed validation; ``errors`` holds ``(path, reason)`` pairs."""
+    """A configuration failed validation; ``errors`` holds ``(path, reason)`` pairs.
 
-    def __init__(self, errors: list[tuple[str, str]], source: str = "config") -> None:
+    ``origins`` (parallel to ``errors``) names where each bad value came from - a config
+    file, ``--set KEY=VALUE``, a command-line option - when the config was layered from
+    several sources; ``None`` where that is unknown.
+    """
+
+    def __init__(
+        self,
+        errors: list[tuple[str, str]],
+        source: str = "config",
+        origins: list[str | None] | None = None,
+    ) -> None:
         self.errors = errors
         self.source = source
-        lines = "\n".join(f"  {path}: {reason}" for path, reason in errors)
+        self.origins = list(origins) if origins is not None else [None] * len(errors)
+        lines = "\n".join(
+            f"  {origin + ': ' if origin else ''}{path}: {reason}"
+            for (path, reason), origin in zip(errors, self.origins, strict=True)
+        )
         super().__init__(f"{source} is invalid ({len(errors)} error(s)):\n{lines}")
 
 
@@ -29,5 +43,9 @@ class UnknownComponentError(UserError):
     """A registry lookup by a name that nobody registered."""
 
 
-class PluginError(AffectkitError):
-    """A plugin failed to load or registered a conflicting name."""
+class PluginError(UserError):
+    """A plugin failed to load or registered a conflicting name.
+
+    A user error: the fix is in the installed plugins (uninstall, upgrade, or restrict
+    them with ``AFFECTKIT_LOAD_PLUGINS``), so the CLI exits 2 with the message.
+    """

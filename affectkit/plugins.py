@@ -3,15 +3,21 @@
 Loading is tolerant: a plugin that fails to import or register is recorded in
 :attr:`PluginManager.failures` and skipped, unless ``AFFECTKIT_STRICT_PLUGINS=1``.
 ``AFFECTKIT_LOAD_PLUGINS=a,b`` restricts the entry points loaded (set but empty: only the
-core built-ins). Name clashes between plugins are always errors that name both.
+core built-ins). A plugin that registers a component name another plugin already holds
+(or a plugin name another distribution already provides) is such a failure too: the
+first one loaded (built-ins first, then entry points by name) keeps the name, the later
+one is skipped whole and reported with both names, so results never depend on which of
+two same-named components happened to win.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points
+from importlib.metadata import version as metadata_version
 from typing import Any
 
 import pluggy
@@ -36,6 +42,7 @@ class PluginInfo:
     name: str
     distribution: str
     module: str
+    version: str | None = None
 
 
 def _truthy(value: str | None) -> bool:
@@ -60,16 +67,24 @@ class PluginManager:
             return None
         return {p.strip() for p in raw.split(",") if p.strip()}
 
-    def add_plugin(self, plugin: Any, name: str, distribution: str = "affectkit") -> None:
+    def add_plugin(
+        self,
+        plugin: Any,
+        name: str,
+        distribution: str = "affectkit",
+        version: str | None = None,
+    ) -> None:
         """Register one plugin object/module and run its hook with failure isolation.
 
         Tests and notebooks use this to register a plugin inline, exactly as an entry point
-        would be loaded.
+        would be loaded. A failing hook, or a component name that is already taken, skips
+        the whole plugin (recorded in :attr:`failures`; raised under strict loading).
         """
         try:
             self.pm.register(plugin, name=name)
         except ValueError as exc:  # pluggy: same name or object registered twice
-            raise PluginError(f"plugin {name!r} ({distribution}) registered twice: {exc}") from exc
+            self._fail(name, distribution, PluginError(f"registered twice: {exc}"))
+            return
         self.registry.set_origin(name, distribution)
         try:
             impls = [
@@ -77,11 +92,9 @@ class PluginManager:
             ]
             for impl in impls:
                 impl.function(registry=self.registry)
-        except PluginError:
-            self.registry.unregister_plugin(name)
-            self.pm.unregister(plugin)
-            raise  # name clashes are never tolerated: results would depend on load order
         except Exception as exc:
+            # all or nothing: half a plugin (e.g. its method without the fusion that
+            # clashed) would fail later in a place that does not name the plugin
             self.registry.unregister_plugin(name)
             self.pm.unregister(plugin)
             self._fail(name, distribution, exc)
@@ -89,7 +102,10 @@ class PluginManager:
         finally:
             self.registry.set_origin("affectkit", "affectkit")
         module = getattr(plugin, "__name__", type(plugin).__name__)
-        self.loaded.append(PluginInfo(name, distribution, module))
+        if version is None and distribution != "affectkit":
+            with contextlib.suppress(PackageNotFoundError):
+                version = metadata_version(distribution)
+        self.loaded.append(PluginInfo(name, distribution, module, version))
 
     def _fail(self, name: str, distribution: str, exc: BaseException) -> None:
         failure = PluginFailure(
@@ -111,24 +127,37 @@ class PluginManager:
         seen: dict[str, str] = {}
         for ep in eps:
             dist = ep.dist.name if ep.dist is not None else "?"
+            version = ep.dist.version if ep.dist is not None else None
             if allow is not None and ep.name not in allow:
                 continue
             if ep.name in seen:
-                # Two distributions claim one plugin name (e.g. a stale install beside an
-                # editable one): loading either silently would make results load-order dependent.
                 if seen[ep.name] == dist:
                     continue
-                raise PluginError(
-                    f"two distributions provide the affectkit plugin {ep.name!r}: "
-                    f"{seen[ep.name]} and {dist}; uninstall one of them"
+                # e.g. a stale install beside an editable one: the first keeps the name
+                self._fail(
+                    ep.name,
+                    dist,
+                    PluginError(
+                        f"distribution {seen[ep.name]} already provides the affectkit plugin "
+                        f"{ep.name!r}; uninstall one of {seen[ep.name]} and {dist}"
+                    ),
                 )
+                continue
             seen[ep.name] = dist
             try:
                 plugin = ep.load()
             except Exception as exc:
                 self._fail(ep.name, dist, exc)
                 continue
-            self.add_plugin(plugin, ep.name, dist)
+            self.add_plugin(plugin, ep.name, dist, version)
+
+    def plugin_versions(self) -> dict[str, str]:
+        """``{distribution: version}`` of every loaded plugin not shipped with affectkit."""
+        return {
+            p.distribution: p.version or "unknown"
+            for p in self.loaded
+            if p.distribution != "affectkit"
+        }
 
 
 _MANAGER: PluginManager | None = None

@@ -39,7 +39,10 @@ class ComponentField:
 class ComponentConfig(BaseModel):
     """Base of every component config: unknown keys are errors, ``name`` selects the entry."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # allow_inf_nan=False: an inf or NaN hyper-parameter never makes sense and fails late
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False
+    )
 
     name: str
 

@@ -44,16 +44,20 @@ LOCK_FILE = ".lock"
 RUN_SUMMARIES = ("results.json", "summary.md", "summary.csv", "report.md", "per_subject.csv")
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, Any]:
+    """Versions that can change the numbers; ``plugins`` maps each third-party plugin
+    distribution loaded to its version (affectkit's own plugins share its version)."""
     import torch
 
     from . import __version__
+    from .plugins import get_plugin_manager
 
     return {
         "affectkit": __version__,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
+        "plugins": get_plugin_manager().plugin_versions(),
     }
 
 

@@ -49,7 +49,7 @@ class TrainConfig(BaseModel):
     number of epochs, so that no training data is lost to the hold-out.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     epochs: int | None = Field(
         None, ge=1, description="fixed number of epochs; null = the adaptive step budget"

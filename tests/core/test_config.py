@@ -96,3 +96,26 @@ def test_bad_config_exits_2_without_traceback_in_a_real_process(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "dataset.subjects" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists(), "a bad config must fail before any work"
+
+
+def test_method_precedence_default_then_file_then_flag(tmp_path):
+    f = tmp_path / "run.yaml"
+    f.write_text("method: {name: mlp, dropout: 0.2}\n")
+    (cfg,) = resolve_configs([None], files=[f], default_method="prior")
+    assert cfg.method.name == "mlp" and cfg.method.dropout == 0.2
+    (cfg,) = resolve_configs(["prior"], files=[f], default_method="mlp")
+    assert cfg.method.name == "prior"
+    (cfg,) = resolve_configs([None], overrides=["method.name=prior"], default_method="mlp")
+    assert cfg.method.name == "prior"
+    f.write_text("method: {dropout: 0.3}\n")  # no name: the default method, with this field
+    (cfg,) = resolve_configs([None], files=[f], default_method="mlp")
+    assert cfg.method.name == "mlp" and cfg.method.dropout == 0.3
+
+
+def test_config_error_origins_per_source(tmp_path):
+    f = tmp_path / "run.yaml"
+    f.write_text("train: {epochs: 0}\n")
+    with pytest.raises(ConfigError) as exc:
+        resolve_configs(["mlp"], files=[f], overrides=["train.lr=inf"])
+    origins = dict(zip([p for p, _ in exc.value.errors], exc.value.origins, strict=True))
+    assert origins == {"train.epochs": str(f), "train.lr": "--set train.lr=inf"}

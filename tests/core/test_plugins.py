@@ -17,7 +17,10 @@ CSV_EXAMPLE = EXAMPLE.with_name("example_plugin_csv")
 TINY = ["--set", "dataset.subjects=4", "--set", "dataset.trials=8", "--set", "dataset.windows=6"]
 
 
-def make_plugin(name: str, method_name: str, fail: bool = False) -> types.ModuleType:
+def make_plugin(
+    name: str, method_name: str, fail: bool = False, first: str | None = None
+) -> types.ModuleType:
+    """A plugin registering the method ``method_name`` (after ``first``, when given)."""
     mod = types.ModuleType(name)
 
     class Cfg(ComponentConfig):
@@ -31,6 +34,8 @@ def make_plugin(name: str, method_name: str, fail: bool = False) -> types.Module
             raise NotImplementedError
 
     def affectkit_register(registry):
+        if first:
+            registry.register("method", first, M)
         registry.register("method", method_name, M, Cfg)
         if fail:
             raise RuntimeError("boom while registering")
@@ -47,13 +52,22 @@ def test_inline_plugin_registers_with_origin():
     assert entry.config_cls().name == "m1"  # the registry added the discriminator
 
 
-def test_duplicate_names_are_an_error_naming_both():
+def test_duplicate_name_skips_the_later_plugin_whole_and_names_both(monkeypatch):
+    monkeypatch.delenv("AFFECTKIT_STRICT_PLUGINS", raising=False)
     mgr = PluginManager()
     mgr.add_plugin(make_plugin("p1", "same"), "p1", "dist-one")
-    with pytest.raises(PluginError) as exc:
-        mgr.add_plugin(make_plugin("p2", "same"), "p2", "dist-two")
-    msg = str(exc.value)
-    assert "p1" in msg and "dist-one" in msg and "p2" in msg and "dist-two" in msg
+    mgr.add_plugin(make_plugin("p2", "same", first="p2-own"), "p2", "dist-two")
+    assert mgr.registry.get("method", "same").plugin == "p1"  # the first keeps the name
+    assert ("method", "p2-own") not in mgr.registry  # no half plugin
+    (failure,) = mgr.failures
+    assert (failure.name, failure.distribution) == ("p2", "dist-two")
+    for part in ("'same'", "p1", "dist-one", "p2", "dist-two"):
+        assert part in failure.error
+    monkeypatch.setenv("AFFECTKIT_STRICT_PLUGINS", "1")
+    strict = PluginManager()
+    strict.add_plugin(make_plugin("p1", "same"), "p1", "dist-one")
+    with pytest.raises(PluginError, match="dist-two"):
+        strict.add_plugin(make_plugin("p2", "same", first="p2-own"), "p2", "dist-two")
 
 
 def test_failing_plugin_is_skipped_and_reported(monkeypatch):

@@ -85,8 +85,6 @@ def can_run_parallel(
         return False
     if not factory.fold_parallel:
         return False
-    if method_train_config(cfg).refit:
-        return False  # a refit retrains each fold for its own selected length
     sp = _splits(cfg, data, protocol, folds, seed)
     return len({len(s[2]) for s in sp}) == 1 and len({len(s[3]) for s in sp}) == 1
 
@@ -116,19 +114,6 @@ def run_folds_parallel(
     n_folds = len(splits)
     t_start = time.perf_counter()
 
-    methods: list[TorchMethod] = []
-    for _, fseed, fit_i, _, _ in splits:
-        m = build_method(cfg, data.spec, fseed)
-        m.model = None
-        m._ensure_model()  # same seeded initialisation as a sequential fit
-        m._start(torch.from_numpy(data.targets[fit_i]).to(device))
-        methods.append(m)
-    params, buffers = stack_module_state([m.model for m in methods])  # each [F, ...]
-    proto = methods[0]
-    proto.model = copy.deepcopy(methods[0].model)
-    assert proto.model is not None
-    loss_mod, logits_mod = _Call(proto, "loss"), _Call(proto, "logits")
-
     # one copy of the raw data on the device; per-fold statistics applied on the fly
     raw = {m: torch.from_numpy(x).to(device) for m, x in data.modalities.items()}
     target = torch.from_numpy(data.targets).to(device)
@@ -148,98 +133,31 @@ def run_folds_parallel(
         out["target"] = target[idx]
         return out
 
-    def prefix(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {f"model.{k}": v for k, v in d.items()}
-
-    def f_loss(p, b, batch):
-        return functional_call(loss_mod, (prefix(p), prefix(b)), (batch,))
-
-    def f_logits(p, b, batch):
-        return functional_call(logits_mod, (prefix(p), prefix(b)), (batch,))
-
-    v_loss = vmap(f_loss, randomness="different")
-    v_logits = vmap(f_logits, randomness="different")
-
-    leaves = [p for p in params.values() if p.requires_grad]
-    opt = torch.optim.AdamW(leaves, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=tcfg.lr_decay)
-    gens = [torch.Generator().manual_seed(s[1]) for s in splits]
-    n = fit_idx.shape[1]
-    plan = resolve_schedule(tcfg, n)
-    n_evals = math.ceil(plan.steps / plan.eval_every)
-    autocast = _autocast(tcfg, device)
-    best_kl = torch.full((n_folds,), math.inf, dtype=torch.float64)
-    best_step = torch.zeros(n_folds, dtype=torch.long)
-    bad = torch.zeros(n_folds, dtype=torch.long)
-    stopped = torch.zeros(n_folds, dtype=torch.bool)
-    best = {k: v.detach().clone() for k, v in params.items()}
+    run = _StackedRun(cfg, data, splits, tcfg, device, gather, target, callbacks)
+    sel = run.train(fit_idx, val_idx if val_idx.shape[1] else None)
     has_valid = val_idx.shape[1] > 0
-    steps_run = torch.zeros(n_folds, dtype=torch.long)
-    step, done = 0, False
-    total = torch.zeros(n_folds, device=device)
-    # per-fold fit-split priors for the shrinkage a·model + (1 − a)·prior, as train_loop does
-    priors = torch.stack([target[i].double().mean(0) for i in fit_idx]) if tcfg.shrink else None
-    best_alpha = torch.ones(n_folds, dtype=torch.float64)
-
-    def validate() -> tuple[torch.Tensor, torch.Tensor]:
-        proto.model.eval()
-        with torch.no_grad(), autocast:
-            return _valid_kl(
-                v_logits, params, buffers, gather, val_idx, tcfg.batch_size * 8, priors
-            )
-
-    if has_valid:  # step 0 is a candidate too, as in train_loop
-        best_kl, best_alpha = validate()
-    while step < plan.steps and not done:
-        proto.model.train()
-        perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
-        order = torch.gather(fit_idx, 1, perms)
-        for s in range(plan.steps_per_epoch):
-            batch = gather(order[:, s * tcfg.batch_size : (s + 1) * tcfg.batch_size])
-            with autocast:
-                losses = v_loss(params, buffers, batch)  # [F]
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            if tcfg.grad_clip is not None:
-                _clip_per_fold(leaves, tcfg.grad_clip)
-            opt.step()
-            with torch.no_grad():
-                proto.after_step_stacked(params, buffers)
-            total += losses.detach().float()
-            step += 1
-            steps_run += (~stopped).long()
-            if step % plan.eval_every and step < plan.steps:
-                continue
-            if has_valid:
-                vkl, alpha = validate()  # as train_loop validates: eval-mode modules
-                proto.model.train()
-                improved = (vkl < best_kl - 1e-6) & ~stopped
-                best_kl = torch.where(improved, vkl, best_kl)
-                best_alpha = torch.where(improved, alpha, best_alpha)
-                best_step = torch.where(improved, step, best_step)
-                bad = torch.where(improved, 0, bad + 1)
-                mask = improved.to(device)
-                for k, v in params.items():
-                    best[k] = torch.where(mask.view(-1, *[1] * (v.dim() - 1)), v.detach(), best[k])
-                if tcfg.patience:
-                    stopped |= bad >= tcfg.patience
-            record = {"step": step, "train_loss": float(total.mean()) / max(step, 1)}
-            callbacks.epoch(math.ceil(step / plan.eval_every), n_evals, record)
-            done = bool(stopped.all()) or step >= plan.steps
-            if done:
-                break
-        sched.step()
-    final = best if has_valid else params
+    final, methods, plan = sel["final"], sel["methods"], sel["plan"]
+    steps_run, best_step = sel["steps_run"], sel["best_step"]
+    refit = None
+    if tcfg.refit and has_valid:
+        # the selected epochs again on fit + validation, per fold, as TorchMethod.fit does
+        all_idx = torch.cat([fit_idx, val_idx], dim=1)
+        per_all = resolve_schedule(tcfg, all_idx.shape[1]).steps_per_epoch
+        targets = torch.round(best_step.double() / plan.steps_per_epoch * per_all).long()
+        refit = run.train(all_idx, None, capture=targets.clamp_min(0))
+        final, methods = refit["final"], refit["methods"]
     fit_seconds = (time.perf_counter() - t_start) / n_folds
+    best_kl, best_alpha = sel["best_kl"], sel["best_alpha"]
+    prior_idx = torch.cat([fit_idx, val_idx], dim=1) if refit is not None else fit_idx
 
     out = []
     for f, (fold, fseed, _, _, norm) in enumerate(splits):
         m = methods[f]
         assert m.model is not None
-        m.model.load_state_dict({k: v[f].detach() for k, v in {**final, **buffers}.items()})
+        m.model.load_state_dict({k: v[f].detach() for k, v in final.items()})
         m.model.eval()
         if has_valid:
-            m._set_shrink(float(best_alpha[f]), target[fit_idx[f]])
+            m._set_shrink(float(best_alpha[f]), target[prior_idx[f]])
         test = norm.transform(data.subset(fold.test))
         run_f = int(steps_run[f])
         best_f = int(best_step[f]) if has_valid else run_f
@@ -255,6 +173,17 @@ def run_folds_parallel(
             "shrink_alpha": float(best_alpha[f]),
             "fold_parallel": n_folds,
         }
+        if refit is not None:
+            info.update(
+                steps_run=int(refit["capture"][f]),
+                epochs_run=round(int(refit["capture"][f]) / refit["plan"].steps_per_epoch, 3),
+                steps_per_epoch=refit["plan"].steps_per_epoch,
+                schedule_rule="refit",
+                selected_step=best_f,
+                selected_epoch=round(best_f / plan.steps_per_epoch, 3),
+                selection_steps_run=run_f,
+                selection_budget=plan.steps,
+            )
         out.append(
             score_fold(cfg, fold, m, test, seed=fseed, fit_seconds=fit_seconds, fit_info=info)
         )
@@ -295,3 +224,146 @@ def _valid_kl(
     kls = (total / max(n, 1)).cpu()  # [A, F]
     j = torch.argmin(kls, dim=0)
     return kls.gather(0, j[None])[0], alphas[j]
+
+
+class _StackedRun:
+    """One vmapped training run of every fold: selection (with validation) or refit."""
+
+    def __init__(self, cfg, data, splits, tcfg, device, gather, target, callbacks) -> None:
+        self.cfg, self.data, self.splits, self.tcfg = cfg, data, splits, tcfg
+        self.device, self.gather, self.target, self.callbacks = device, gather, target, callbacks
+
+    def train(
+        self,
+        train_idx: torch.Tensor,
+        val_idx: torch.Tensor | None,
+        capture: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
+        """Train on ``train_idx`` ``[F, n]``. With ``val_idx``: early stopping and the best
+        weights per fold; with ``capture`` ``[F]``: each fold's weights after exactly that many
+        steps (its own length), training all folds for the longest."""
+        cfg, tcfg, device, gather, target = (
+            self.cfg,
+            self.tcfg,
+            self.device,
+            self.gather,
+            self.target,
+        )
+        n_folds = len(self.splits)
+        methods: list[TorchMethod] = []
+        for f, (_, fseed, *_rest) in enumerate(self.splits):
+            m = build_method(cfg, self.data.spec, fseed)
+            m.model = None
+            m._ensure_model()  # same seeded initialisation as a sequential fit
+            m._start(target[train_idx[f]])
+            methods.append(m)
+        params, buffers = stack_module_state([m.model for m in methods])  # each [F, ...]
+        proto = methods[0]
+        proto.model = copy.deepcopy(methods[0].model)
+        assert proto.model is not None
+        loss_mod, logits_mod = _Call(proto, "loss"), _Call(proto, "logits")
+
+        def prefix(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {f"model.{k}": v for k, v in d.items()}
+
+        def f_loss(p, b, batch):
+            return functional_call(loss_mod, (prefix(p), prefix(b)), (batch,))
+
+        def f_logits(p, b, batch):
+            return functional_call(logits_mod, (prefix(p), prefix(b)), (batch,))
+
+        v_loss = vmap(f_loss, randomness="different")
+        v_logits = vmap(f_logits, randomness="different")
+        leaves = [p for p in params.values() if p.requires_grad]
+        opt = torch.optim.AdamW(leaves, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=tcfg.lr_decay)
+        gens = [torch.Generator().manual_seed(s[1]) for s in self.splits]
+        n = train_idx.shape[1]
+        plan = resolve_schedule(tcfg, n)
+        total_steps = plan.steps if capture is None else int(capture.max())
+        n_evals = max(1, math.ceil(total_steps / plan.eval_every))
+        autocast = _autocast(tcfg, device)
+        has_valid = val_idx is not None and val_idx.shape[1] > 0
+        best_kl = torch.full((n_folds,), math.inf, dtype=torch.float64)
+        best_step = torch.zeros(n_folds, dtype=torch.long)
+        best_alpha = torch.ones(n_folds, dtype=torch.float64)
+        bad = torch.zeros(n_folds, dtype=torch.long)
+        stopped = torch.zeros(n_folds, dtype=torch.bool)
+        state = {**params, **buffers}
+        best = {k: v.detach().clone() for k, v in state.items()}
+        steps_run = torch.zeros(n_folds, dtype=torch.long)
+        # fit-split priors for the shrinkage a·model + (1 − a)·prior, as train_loop does
+        priors = (
+            torch.stack([target[i].double().mean(0) for i in train_idx])
+            if tcfg.shrink and has_valid
+            else None
+        )
+
+        def keep(mask: torch.Tensor) -> None:
+            mask = mask.to(device)
+            for k, v in state.items():
+                best[k] = torch.where(mask.view(-1, *[1] * (v.dim() - 1)), v.detach(), best[k])
+
+        def validate() -> tuple[torch.Tensor, torch.Tensor]:
+            proto.model.eval()
+            with torch.no_grad(), autocast:
+                return _valid_kl(
+                    v_logits, params, buffers, gather, val_idx, tcfg.batch_size * 8, priors
+                )
+
+        if has_valid:  # step 0 is a candidate too, as in train_loop
+            best_kl, best_alpha = validate()
+        if capture is not None:
+            keep(capture == 0)
+        step, done = 0, total_steps == 0
+        total = torch.zeros(n_folds, device=device)
+        while not done:
+            proto.model.train()
+            perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+            order = torch.gather(train_idx, 1, perms)
+            for s in range(plan.steps_per_epoch):
+                batch = gather(order[:, s * tcfg.batch_size : (s + 1) * tcfg.batch_size])
+                with autocast:
+                    losses = v_loss(params, buffers, batch)  # [F]
+                opt.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                if tcfg.grad_clip is not None:
+                    _clip_per_fold(leaves, tcfg.grad_clip)
+                opt.step()
+                with torch.no_grad():
+                    proto.after_step_stacked(params, buffers)
+                total += losses.detach().float()
+                step += 1
+                steps_run += (~stopped).long()
+                if capture is not None:
+                    keep(capture == step)
+                if step % plan.eval_every and step < total_steps:
+                    continue
+                if has_valid:
+                    vkl, alpha = validate()  # as train_loop validates: eval-mode modules
+                    proto.model.train()
+                    improved = (vkl < best_kl - 1e-6) & ~stopped
+                    best_kl = torch.where(improved, vkl, best_kl)
+                    best_alpha = torch.where(improved, alpha, best_alpha)
+                    best_step = torch.where(improved, step, best_step)
+                    bad = torch.where(improved, 0, bad + 1)
+                    keep(improved)
+                    if tcfg.patience:
+                        stopped |= bad >= tcfg.patience
+                record = {"step": step, "train_loss": float(total.mean()) / max(step, 1)}
+                self.callbacks.epoch(math.ceil(step / plan.eval_every), n_evals, record)
+                done = bool(stopped.all()) or step >= total_steps
+                if done:
+                    break
+            sched.step()
+        final = best if (has_valid or capture is not None) else state
+        return {
+            "final": final,
+            "methods": methods,
+            "plan": plan,
+            "steps_run": steps_run,
+            "best_step": best_step if has_valid else steps_run,
+            "best_kl": best_kl,
+            "best_alpha": best_alpha,
+            "capture": capture,
+        }

@@ -150,11 +150,10 @@ def test_refit_trains_the_selected_epochs_on_fit_plus_validation():
     fit, _ = proto.validation_split(data, folds[0].train, 0.15, result.seed)
     per_fit, per_all = math.ceil(len(fit) / 128), math.ceil(n_all / 128)
     assert info["steps_run"] == max(0, round(info["selected_step"] / per_fit * per_all))
-    assert not can_run_parallel(cfg, data, proto, folds, seed=0)  # refit runs fold by fold
 
 
-@pytest.mark.parametrize("patience", [0, 2])
-def test_fold_parallel_follows_the_same_step_schedule(patience):
+@pytest.mark.parametrize(("patience", "refit"), [(0, False), (2, False), (2, True)])
+def test_fold_parallel_follows_the_same_step_schedule(patience, refit):
     # 36 fit windows per fold at batch 8: 5 batches per epoch, validation every 3 steps, i.e.
     # mid-epoch; fold-parallel training must stop and keep weights at the same steps.
     cfg, data, proto, folds = _setup(
@@ -165,13 +164,15 @@ def test_fold_parallel_follows_the_same_step_schedule(patience):
         "train.passes=1",
         "train.evaluations=8",
         f"train.patience={patience}",
-        "train.refit=false",
+        f"train.refit={str(refit).lower()}",
     )
     assert can_run_parallel(cfg, data, proto, folds, seed=0)
     seq = [run_fold(cfg, data, proto, f, seed=0) for f in folds]
     par = run_folds_parallel(cfg, data, proto, folds, seed=0)
     for (r1, p1), (r2, p2) in zip(seq, par, strict=True):
-        for key in ("steps_run", "best_step", "steps_budget", "steps_per_epoch"):
+        keys = ["steps_run", "steps_per_epoch", "schedule_rule", "shrink_alpha"]
+        keys += ["selected_step", "selection_steps_run"] if refit else ["best_step"]
+        for key in keys:
             assert r1.fit_info[key] == r2.fit_info[key], key
         np.testing.assert_allclose(p1.pred, p2.pred, atol=1e-4)
 

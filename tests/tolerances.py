@@ -84,6 +84,19 @@ def metric_tol(rtol: float, num_emotions: int) -> float:
     return 2.0 * num_emotions * rtol
 
 
+def plan_rtol(n: int, m: int, *, lam: float = 0.1, outer: int = 5, inner: int = 20) -> float:
+    """Relative tolerance of a GW plan computed in another order (batched or per sample).
+
+    Per outer step the cost entries are sums of n + m terms no larger than 16 (cosine
+    costs are in [0, 2]), and exp(−C/λ) turns an absolute cost error into a relative
+    kernel error 1/λ times larger; then ``inner`` Sinkhorn sweeps of n- and m-term sums.
+    Sinkhorn scaling contracts Hilbert's projective metric, so it does not amplify a
+    relative error; the outer steps add up.
+    """
+    cost = rounding_tol(n + m + 2, scale=16.0 / lam)
+    return outer * (cost + rounding_tol(inner * (n + m + 2)))
+
+
 def assert_same_fits(
     a: Sequence[tuple[Mapping[str, float], Mapping[str, Any], np.ndarray, np.ndarray]],
     b: Sequence[tuple[Mapping[str, float], Mapping[str, Any], np.ndarray, np.ndarray]],

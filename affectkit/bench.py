@@ -145,10 +145,10 @@ def run_bench(
     check_writable_dir(run_dir, "--out")
     store = ResultsStore(run_dir, overwrite=overwrite or first.output.overwrite)
     with store.lock():
-        store.clean_temp()
         hashes = {cfg.method.name: results_hash(cfg) for cfg in configs}
         store.check_run(key)  # refuse before any work or deletion
         store.check_methods(hashes)
+        store.clean_temp()  # only once the run is accepted: a refused run deletes nothing
         t_load = time.perf_counter()
         data = data if data is not None else load_dataset(first.dataset, use_cache=use_cache)
         load_seconds = time.perf_counter() - t_load

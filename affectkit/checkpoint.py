@@ -9,11 +9,19 @@ A checkpoint is a directory::
 
 Nothing is pickled: tensors go through safetensors, everything else is YAML/JSON, so
 loading a checkpoint from someone else cannot run their code.
+
+``meta.json`` records the SHA-256 of each tensor file (``"sha256": {file: hex}``) and
+:func:`load` verifies them, so a flipped bit or a partial copy is an error that names the
+file rather than a silent change in predictions. Checkpoints written before checksums were
+recorded (no ``sha256`` in ``meta.json``) still load, unverified; ``affectkit train`` with
+the same settings writes a verified one. A damaged or incomplete checkpoint is a
+:class:`~affectkit.errors.UserError` naming the file and the fix.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import shutil
@@ -40,7 +48,8 @@ from .interfaces import Method
 
 FORMAT = "affectkit-checkpoint"
 FORMAT_VERSION = 1
-FILES = ("weights.safetensors", "normalizer.safetensors", "config.yaml", "meta.json")
+TENSOR_FILES = ("weights.safetensors", "normalizer.safetensors")
+FILES = (*TENSOR_FILES, "config.yaml", "meta.json")
 ID_COLUMNS = ("subject", "trial", "window", "time")
 
 
@@ -144,6 +153,7 @@ def save(
             "versions": versions(),
             "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         }
+        meta["sha256"] = {f: _sha256(tmp / f) for f in TENSOR_FILES}  # verified by load()
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         mask = os.umask(0)
         os.umask(mask)
@@ -263,6 +273,22 @@ class Checkpoint:
         return cols
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _damaged(file: Path, what: str) -> UserError:
+    return UserError(
+        f"checkpoint file {file} {what}. The checkpoint is damaged or incomplete: copy the "
+        "whole folder again from where `affectkit train` wrote it, or re-train it with "
+        "`affectkit train`."
+    )
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     missing = [f for f in FILES if not (path / f).is_file()]
     if not path.is_dir() or missing:
@@ -270,10 +296,15 @@ def _read_meta(path: Path) -> dict[str, Any]:
             f"{path} is not an affectkit checkpoint (missing: {', '.join(missing) or 'folder'}). "
             "Pass the --out folder of `affectkit train`."
         )
+    file = path / "meta.json"
     try:
-        meta = json.loads((path / "meta.json").read_text())
-    except ValueError as exc:
-        raise UserError(f"{path / 'meta.json'} is not valid JSON ({exc}).") from None
+        meta = json.loads(file.read_bytes())
+    except OSError as exc:
+        raise _damaged(file, f"cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # bad JSON or bad UTF-8
+        raise _damaged(file, f"is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise _damaged(file, f"holds a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
         raise UserError(
             f"{path} holds checkpoint format {meta.get('format')!r} version "
@@ -283,19 +314,109 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def load(path: str | Path, device: str = "cpu") -> Checkpoint:
-    """Load a checkpoint directory written by :func:`train` (``affectkit.load``)."""
+def _verify_checksums(path: Path, meta: Mapping[str, Any]) -> None:
+    """Compare each tensor file with the SHA-256 that :func:`save` recorded (if any)."""
+    sums = meta.get("sha256")
+    if sums is None:
+        return  # written before checksums were recorded: loads unverified (module docstring)
+    if not isinstance(sums, dict) or not all(isinstance(sums.get(f), str) for f in TENSOR_FILES):
+        raise _damaged(path / "meta.json", "has a malformed 'sha256' entry")
+    for f in TENSOR_FILES:
+        try:
+            got = _sha256(path / f)
+        except OSError as exc:
+            raise _damaged(path / f, f"cannot be read ({exc.strerror or exc})") from None
+        if got != sums[f]:
+            raise _damaged(
+                path / f,
+                f"does not match the checksum recorded in meta.json (SHA-256 {got[:12]}…, "
+                f"recorded {sums[f][:12]}…): it changed after it was written",
+            )
+
+
+def _read_config(path: Path, device: str) -> RunConfig:
+    file = path / "config.yaml"
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _damaged(file, f"cannot be read ({exc.strerror or exc})") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: not UTF-8
+        reason = " ".join(str(exc).split())
+        raise _damaged(file, f"is not valid YAML ({reason})") from None
+    if not isinstance(raw, dict):
+        what = "is empty" if raw is None else f"holds a {type(raw).__name__}, not a mapping"
+        raise _damaged(file, f"{what} (it should hold the run configuration)")
+    raw.setdefault("train", {})
+    if not isinstance(raw["train"], dict):
+        raise _damaged(file, "has a 'train' entry that is not a mapping")
+    raw["train"]["device"] = device
+    return validate_run_config(raw, source=str(file))
+
+
+def _read_spec(path: Path, meta: Mapping[str, Any]) -> DataSpec:
+    if "spec" not in meta:
+        raise _damaged(
+            path / "meta.json", "has no 'spec' (the feature layout of the training data)"
+        )
+    try:
+        spec = DataSpec.from_json(meta["spec"])
+        for m, shape in spec.shapes.items():
+            if spec.groups[m] not in ("physiological", "behavioral") or not all(
+                isinstance(d, int) and d > 0 for d in shape
+            ):
+                raise ValueError(f"modality {m!r}")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _damaged(
+            path / "meta.json", f"has a malformed 'spec' ({type(exc).__name__}: {exc})"
+        ) from None
+    return spec
+
+
+def _read_tensors(file: Path, loader: Any) -> dict[str, Any]:
+    from safetensors import SafetensorError
+
+    try:
+        return loader(str(file))
+    except (SafetensorError, OSError) as exc:
+        raise _damaged(file, f"is not a readable safetensors file ({exc})") from None
+
+
+def _read_normalizer(path: Path, spec: DataSpec) -> Standardizer:
     from safetensors.numpy import load_file as load_numpy
+
+    file = path / "normalizer.safetensors"
+    norm = Standardizer.from_arrays(_read_tensors(file, load_numpy))
+    for m, shape in spec.shapes.items():
+        for name, stats in (("mean", norm.mean), ("std", norm.std)):
+            if m not in stats or tuple(stats[m].shape) != tuple(shape):
+                got = "nothing" if m not in stats else f"shape {list(stats[m].shape)}"
+                raise _damaged(
+                    file,
+                    f"holds {got} for {name}__{m} where meta.json's feature layout needs "
+                    f"shape {list(shape)}",
+                )
+    return norm
+
+
+def load(path: str | Path, device: str = "cpu") -> Checkpoint:
+    """Load a checkpoint directory written by :func:`train` (``affectkit.load``).
+
+    Every file is checked before use (checksums, JSON/YAML, the feature layout); a damaged
+    one is a :class:`UserError` that names it.
+    """
     from safetensors.torch import load_file as load_torch
 
     path = Path(path)
     meta = _read_meta(path)
-    raw = yaml.safe_load((path / "config.yaml").read_text())
-    raw.setdefault("train", {})["device"] = device
-    cfg = validate_run_config(raw, source=str(path / "config.yaml"))
-    spec = DataSpec.from_json(meta["spec"])
-    method = build_method(cfg, spec, int(meta.get("seed", cfg.seed)))
-    state = load_torch(str(path / "weights.safetensors"), device="cpu")
+    _verify_checksums(path, meta)
+    cfg = _read_config(path, device)
+    spec = _read_spec(path, meta)
+    try:
+        seed = int(meta.get("seed", cfg.seed))
+    except (TypeError, ValueError):
+        raise _damaged(path / "meta.json", f"has a malformed 'seed' ({meta['seed']!r})") from None
+    method = build_method(cfg, spec, seed)
+    state = _read_tensors(path / "weights.safetensors", lambda f: load_torch(f, device="cpu"))
     try:
         method.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
@@ -304,7 +425,7 @@ def load(path: str | Path, device: str = "cpu") -> Checkpoint:
             f"configured in config.yaml ({exc}). The checkpoint was written by another "
             "version of the method's plugin; retrain it."
         ) from None
-    normalizer = Standardizer.from_arrays(load_numpy(str(path / "normalizer.safetensors")))
+    normalizer = _read_normalizer(path, spec)
     return Checkpoint(path, cfg, spec, meta, method, normalizer)
 
 

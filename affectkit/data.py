@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -223,8 +224,11 @@ def _natural_key(s: str) -> tuple:
 class Standardizer:
     """Per-feature z-scoring with statistics from the training split only.
 
-    NaN (allowed when the dataset declares ``missing='impute'``) becomes 0 after scaling,
-    i.e. the training-fold mean.
+    Missing values (NaN and ±inf, allowed when the dataset declares ``missing='impute'``;
+    with ``missing='error'`` :meth:`EmotionDataset.validate` refuses both) are left out of
+    the statistics and become 0 after scaling, i.e. the training-fold mean. An inf counts
+    as missing rather than as a value: one inf would make the column's mean and std
+    infinite. A column with no finite training value gets mean 0, std 1.
     """
 
     mean: dict[str, np.ndarray]
@@ -235,8 +239,11 @@ class Standardizer:
         mean, std = {}, {}
         for m, x in data.modalities.items():
             x64 = x.astype(np.float64)
-            mu = np.nanmean(x64, axis=0)
-            sd = np.nanstd(x64, axis=0)
+            x64[~np.isfinite(x64)] = np.nan
+            with warnings.catch_warnings():  # "mean of empty slice" for all-missing columns
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mu = np.nanmean(x64, axis=0)
+                sd = np.nanstd(x64, axis=0)
             mu = np.where(np.isfinite(mu), mu, 0.0)
             sd = np.where(np.isfinite(sd) & (sd > eps), sd, 1.0)
             mean[m], std[m] = mu.astype(np.float32), sd.astype(np.float32)

@@ -22,7 +22,7 @@ import numpy as np
 from .errors import UserError
 from .io import atomic_write, write_text
 from .metrics import METRIC_NAMES, METRICS, per_sample
-from .results import ResultsStore, best_per_metric, load_results
+from .results import DamagedFile, ResultsStore, best_per_metric, load_results, warn
 from .significance import MARKER_LEGEND, cell_marker, paired_tests
 
 SUBJECT_METRICS = ("kl", "intersection")
@@ -43,8 +43,14 @@ class MethodPredictions:
 
 
 def collect_predictions(
-    run_dir: str | Path, results: Mapping[str, Any]
+    run_dir: str | Path, results: Mapping[str, Any], skipped: list[str] | None = None
 ) -> dict[str, MethodPredictions]:
+    """Every stored fold's test predictions per method.
+
+    A fold whose ``.npz`` is gone or unreadable is left out of the figures and the
+    per-subject table, with a warning naming it; its description is appended to
+    ``skipped`` (report.md lists them).
+    """
     store = ResultsStore(run_dir)
     out: dict[str, MethodPredictions] = {}
     for name, r in results["methods"].items():
@@ -53,8 +59,19 @@ def collect_predictions(
             seed, fold = int(f["run_seed"]), int(f["fold"])
             try:
                 z = store.load_predictions(name, seed, fold)
-            except (OSError, ValueError):
-                continue  # a fold whose predictions are gone is left out of the figures
+            except (FileNotFoundError, DamagedFile) as exc:
+                path = store.fold_stem(name, seed, fold).with_suffix(".npz")
+                why = "is missing" if isinstance(exc, FileNotFoundError) else "is unreadable: "
+                why += getattr(exc, "reason", "")
+                what = f"{name} seed {seed} fold {fold} ({path} {why})"
+                warn(
+                    f"the predictions of {what} are left out of the report's figures and "
+                    f"per-subject scores. Re-run `affectkit bench` with --out {store.run_dir} "
+                    "to recompute that fold, then `affectkit report` again."
+                )
+                if skipped is not None:
+                    skipped.append(what)
+                continue
             n = len(z["pred"])
             for k in ("pred", "target", "subject", "trial", "window"):
                 parts[k].append(z[k])
@@ -347,6 +364,7 @@ def report_markdown(
     subject_order: Sequence[str],
     agreement: Mapping[str, float],
     trials: Sequence[tuple[str, int]],
+    skipped: Sequence[str] = (),
 ) -> str:
     names = list(results["methods"])
     best = best_per_metric(dict(results))
@@ -380,6 +398,11 @@ def report_markdown(
                 for n in partial
             )
             + "; re-run the same `affectkit bench` command to finish them."
+        )
+    if skipped:
+        L.append(
+            "- **Left out of the figures and per-subject scores** (predictions unreadable; "
+            "re-run `affectkit bench` with this --out to recompute them): " + "; ".join(skipped)
         )
     L += [
         "",
@@ -533,7 +556,8 @@ def write_report(run_dir: str | Path, *, n_trials: int = 4) -> Path:
     _figure(1, 1)  # fail early, with the install hint, when matplotlib is missing
     fig_dir = run_dir / "figures"
     tests = paired_tests(results)
-    preds = collect_predictions(run_dir, results)
+    skipped: list[str] = []
+    preds = collect_predictions(run_dir, results, skipped)
     seed = int(results["seeds"][0])
     figures: dict[str, str] = {}
     plot_metric_bars(results, tests, fig_dir / "metrics.png")
@@ -557,5 +581,5 @@ def write_report(run_dir: str | Path, *, n_trials: int = 4) -> Path:
         _, order = plot_subject_scores(scores, list(results["methods"]), fig_dir / "subjects.png")
         figures["subjects"] = "figures/subjects.png"
         write_text(run_dir / "per_subject.csv", _subjects_csv(scores, order))
-    md = report_markdown(results, tests, figures, scores, order, agreement, trials)
+    md = report_markdown(results, tests, figures, scores, order, agreement, trials, skipped)
     return write_text(run_dir / "report.md", md)

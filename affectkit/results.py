@@ -23,8 +23,10 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import logging
 import os
 import platform
+import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -39,9 +41,14 @@ from .io import atomic_write, write_json, write_text
 from .metrics import METRIC_NAMES, METRICS
 from .significance import MARKER_LEGEND, best_method, cell_marker, paired_tests
 
+log = logging.getLogger("affectkit")
+
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
+FOLD_ARRAYS = ("pred", "target", "subject", "trial", "window")
 RUN_SUMMARIES = ("results.json", "summary.md", "summary.csv", "report.md", "per_subject.csv")
+# written by affectkit.report into figures/ (named here so that clean_temp knows them)
+REPORT_FIGURES = ("metrics.png", "distributions.png", "cooccurrence.png", "subjects.png")
 
 
 def versions() -> dict[str, Any]:
@@ -77,16 +84,69 @@ def run_key(cfg: RunConfig) -> str:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return load_json(path)
+    except (FileNotFoundError, DamagedFile):
         return None
-    return data if isinstance(data, dict) else None
+
+
+class DamagedFile(UserError):
+    """A file of the results store that exists but cannot be read whole."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path} is unreadable ({reason})")
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; FileNotFoundError if absent, DamagedFile if unreadable."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        raise DamagedFile(path, f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict):
+        raise DamagedFile(path, f"a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def read_predictions(path: Path) -> dict[str, np.ndarray]:
+    """Every array of one fold's ``.npz``, read whole; DamagedFile if that fails.
+
+    Reading each member to its end makes zipfile check its CRC, so a flipped bit or a cut
+    file is caught here rather than passed on as predictions.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # zipfile, zlib, numpy and OS errors: the file is not usable
+        raise DamagedFile(path, f"{type(exc).__name__}: {exc}") from None
+    missing = [k for k in FOLD_ARRAYS if k not in arrays]
+    if missing:
+        raise DamagedFile(path, f"no {', '.join(missing)} array")
+    n = len(arrays["pred"])
+    if any(arrays[k].shape[:1] != (n,) for k in FOLD_ARRAYS):
+        raise DamagedFile(path, "its arrays have different lengths")
+    return arrays
+
+
+def warn(message: str) -> None:
+    """One warning paragraph on stderr (through logging, so that it can be captured)."""
+    log.warning("warning: %s", message)
 
 
 class ResultsStore:
     def __init__(self, run_dir: str | Path, *, overwrite: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.overwrite = overwrite
+        self._warned: set[str] = set()
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:  # the same damage is found by more than one pass
+            self._warned.add(message)
+            warn(message)
 
     # -- exclusive use ---------------------------------------------------------------------
     @contextlib.contextmanager
@@ -122,13 +182,35 @@ class ResultsStore:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def clean_temp(self) -> int:
-        """Delete temp files a killed writer left behind (never read, safe to drop)."""
+        """Delete temp files a killed writer of this store left behind (never read).
+
+        Only the store's own temp names (``.<target>.<random>.tmp``, see
+        :func:`affectkit.io.atomic_write`) in the folders it writes are removed: a run
+        directory may hold the user's own files, and those are not ours to delete. Call it
+        after the run has been accepted (:meth:`check_run`, :meth:`check_methods`).
+        """
         n = 0
-        if self.run_dir.is_dir():
-            for p in self.run_dir.rglob(".*.tmp"):
-                p.unlink(missing_ok=True)
-                n += 1
+        for folder, targets in self._temp_places():
+            pattern = re.compile(rf"^\.(?:{targets})\.[A-Za-z0-9_]+\.tmp$")
+            for p in folder.iterdir() if folder.is_dir() else ():
+                if pattern.match(p.name) and p.is_file() and not p.is_symlink():
+                    p.unlink(missing_ok=True)
+                    n += 1
         return n
+
+    def _temp_places(self) -> Iterator[tuple[Path, str]]:
+        """(folder, regex of the file names the store writes there)."""
+        names = "|".join(re.escape(n) for n in (RUN_FILE, *RUN_SUMMARIES))
+        yield self.run_dir, names
+        yield self.run_dir / "figures", "|".join(re.escape(n) for n in REPORT_FIGURES)
+        methods = self.run_dir / "methods"
+        for mdir in sorted(methods.iterdir()) if methods.is_dir() else ():
+            if not mdir.is_dir():
+                continue
+            yield mdir, re.escape("config.json")
+            for sdir in sorted(mdir.iterdir()):
+                if sdir.is_dir() and re.fullmatch(r"seed-\d+", sdir.name):
+                    yield sdir, r"fold-\d+\.(?:npz|json)"
 
     # -- run and method records ------------------------------------------------------------
     def check_run(self, key: str) -> None:
@@ -171,7 +253,18 @@ class ResultsStore:
     def stored_methods(self) -> list[str]:
         """Methods with results in this directory, in the order they were first run."""
         data = _read_json(self.run_dir / RUN_FILE) or {}
-        return [m for m in data.get("methods", []) if self.method_record(m) is not None]
+        out = []
+        for m in data.get("methods", []):
+            if self.method_record(m) is not None:
+                out.append(m)
+            elif self._fold_hashes(m):
+                path = self.method_dir(m) / "config.json"
+                self._warn(
+                    f"{path} is {self._json_problem(path)}, so method {m!r} is left out of the "
+                    f"tables. Run {m!r} again with --out {self.run_dir} to rewrite it; its "
+                    "finished folds made with the same configuration are kept."
+                )
+        return out
 
     def method_dir(self, method: str) -> Path:
         return self.run_dir / "methods" / method
@@ -179,15 +272,37 @@ class ResultsStore:
     def method_record(self, method: str) -> dict[str, Any] | None:
         return _read_json(self.method_dir(method) / "config.json")
 
+    def _fold_hashes(self, method: str) -> list[str]:
+        """Config hash of every readable fold record of ``method`` (one per fold)."""
+        out = []
+        for path in sorted(self.method_dir(method).glob("seed-*/fold-*.json")):
+            h = (_read_json(path) or {}).get("config_hash")
+            if isinstance(h, str):
+                out.append(h)
+        return out
+
+    @staticmethod
+    def _json_problem(path: Path) -> str:
+        try:
+            load_json(path)
+        except FileNotFoundError:
+            return "missing"
+        except DamagedFile as exc:
+            return f"unreadable ({exc.reason})"
+        return "readable"
+
     def check_methods(self, hashes: Mapping[str, str]) -> None:
         """Refuse (before any work) when stored folds of these methods used another config."""
         if self.overwrite:
             return
         clash = {}
         for method, chash in hashes.items():
-            old = (self.method_record(method) or {}).get("config_hash", chash)
-            if old != chash:
-                clash[method] = (old, chash)
+            record = self.method_record(method)
+            # without a readable config.json, each fold's own record tells its config
+            old = [record.get("config_hash", chash)] if record else self._fold_hashes(method)
+            other = sorted(set(old) - {chash})
+            if other:
+                clash[method] = (other[0], chash)
         if clash:
             what = ", ".join(f"{m!r} (hash {o} vs {n})" for m, (o, n) in clash.items())
             raise UserError(
@@ -200,13 +315,22 @@ class ResultsStore:
         """Record the config of ``method``; discard folds of another config if allowed."""
         self.check_methods({method: chash})
         old = self.method_record(method)
+        mdir = self.method_dir(method)
         if old is not None and old.get("config_hash") != chash:
-            shutil.rmtree(self.method_dir(method))
-        elif old is None and self.method_dir(method).exists():
-            # folds without a readable config record cannot be trusted: start clean
-            shutil.rmtree(self.method_dir(method))
+            shutil.rmtree(mdir)  # only reached with overwrite: check_methods refuses otherwise
+        elif old is None and mdir.exists():
+            folds = self._fold_hashes(method)
+            if set(folds) - {chash}:
+                shutil.rmtree(mdir)  # overwrite: folds of another config go
+            elif folds or (mdir / "config.json").exists():
+                path = mdir / "config.json"
+                self._warn(
+                    f"{path} is {self._json_problem(path)}; it is rewritten with this run's "
+                    f"configuration of {method!r}. The {len(folds)} finished fold(s) made with "
+                    "that same configuration (each fold's .json records it) are kept."
+                )
         write_json(
-            self.method_dir(method) / "config.json",
+            mdir / "config.json",
             {"config_hash": chash, "config": config, "versions": versions()},
         )
         self.add_method_to_run(method)
@@ -216,16 +340,44 @@ class ResultsStore:
         return self.method_dir(method) / f"seed-{seed}" / f"fold-{fold}"
 
     def load_fold(self, method: str, seed: int, fold: int, chash: str) -> FoldResult | None:
+        """The stored result of a finished fold made with ``chash``, or None.
+
+        A fold stopped part-way (no ``.json`` yet) or made with another config is quietly
+        recomputed; a fold whose files exist but cannot be read whole is recomputed with a
+        warning that names the file.
+        """
         stem = self.fold_stem(method, seed, fold)
-        if not stem.with_suffix(".npz").is_file():
-            return None
-        data = _read_json(stem.with_suffix(".json"))
-        if data is None or data.get("config_hash") != chash or data.get("run_seed") != seed:
+        npz, record = stem.with_suffix(".npz"), stem.with_suffix(".json")
+        if not npz.is_file():
             return None
         try:
-            return FoldResult(**data["result"])
-        except (KeyError, TypeError):
+            data = load_json(record)
+        except FileNotFoundError:
+            return None  # killed between the .npz and the .json: not finished
+        except DamagedFile as exc:
+            return self._damaged_fold(method, seed, fold, exc)
+        if data.get("config_hash") != chash or data.get("run_seed") != seed:
             return None
+        try:
+            result = FoldResult(**data["result"])
+        except (KeyError, TypeError) as exc:
+            reason = f"no valid result ({type(exc).__name__}: {exc})"
+            return self._damaged_fold(method, seed, fold, DamagedFile(record, reason))
+        try:
+            n = len(read_predictions(npz)["pred"])
+        except DamagedFile as exc:
+            return self._damaged_fold(method, seed, fold, exc)
+        if n != result.n_test:
+            reason = f"{n} prediction rows where its .json records {result.n_test}"
+            return self._damaged_fold(method, seed, fold, DamagedFile(npz, reason))
+        return result
+
+    def _damaged_fold(self, method: str, seed: int, fold: int, exc: DamagedFile) -> None:
+        self._warn(
+            f"{exc}. Seed {seed} fold {fold} of {method!r} is not counted as finished; it is "
+            f"recomputed when {method!r} runs with --out {self.run_dir}."
+        )
+        return None
 
     def save_fold(
         self,
@@ -262,10 +414,8 @@ class ResultsStore:
         )
 
     def load_predictions(self, method: str, seed: int, fold: int) -> dict[str, np.ndarray]:
-        with np.load(
-            self.fold_stem(method, seed, fold).with_suffix(".npz"), allow_pickle=False
-        ) as z:
-            return {k: z[k] for k in z.files}
+        """A fold's stored arrays; FileNotFoundError or DamagedFile when they are not usable."""
+        return read_predictions(self.fold_stem(method, seed, fold).with_suffix(".npz"))
 
     def completed_folds(
         self, method: str, chash: str, seeds: Sequence[int], n_folds: int

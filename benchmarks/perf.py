@@ -251,6 +251,23 @@ def run_helo_reference(
 
 
 # --------------------------------------------------------------------------- datasets and runs
+def portable(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` as recorded in the results: paths relative to the repository, never absolute.
+
+    The results are committed and compared across machines; an absolute path only says
+    where one machine kept its data (and whose home that was).
+    """
+    out = dict(cfg)
+    for key, value in cfg.items():
+        if key.endswith("_dir") and value is not None:
+            try:
+                rel = os.path.relpath(os.path.abspath(value), ROOT)
+            except ValueError:  # another drive (Windows): no relative path exists
+                rel = Path(value).name
+            out[key] = Path(rel).as_posix()
+    return out
+
+
 def time_dataset(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
     from affectkit.datasets import load_dataset
     from affectkit.plugins import get_registry
@@ -266,7 +283,7 @@ def time_dataset(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
         cached = time.perf_counter() - t0
     return {
         "dataset": name,
-        "config": cfg,
+        "config": portable(cfg),
         "windows": len(data),
         "build_seconds": built,
         "cached_load_seconds": cached,

@@ -7,6 +7,7 @@ import pytest
 from baseline_helpers import build, tiny_split
 
 from affectkit import EmotionDataset, UserError
+from tests.tolerances import rounding_tol
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,9 @@ def _toy(n: int = 60, seed: int = 0) -> EmotionDataset:
 def test_k1_on_training_data_returns_the_training_labels(split):
     knn = build("aa-knn", split.train, {"k": 1})
     knn.fit(split.train)
-    np.testing.assert_allclose(knn.predict(split.train), split.train.targets, atol=1e-6)
+    # exact: the mean of one neighbour's row is that row (a tie in distance would pick
+    # another row, which no tolerance should hide)
+    np.testing.assert_array_equal(knn.predict(split.train), split.train.targets)
 
 
 def test_k_equal_to_n_predicts_the_training_mean():
@@ -43,7 +46,11 @@ def test_k_equal_to_n_predicts_the_training_mean():
     knn = build("aa-knn", data, {"k": len(data)})
     knn.fit(data)
     expected = np.repeat(data.targets.mean(0, keepdims=True), 5, axis=0)
-    np.testing.assert_allclose(knn.predict(_toy(5, seed=1)), expected, atol=1e-6)
+    # the expected mean is a float32 numpy mean of 60 rows (values ≤ 1), the prediction a
+    # float64 one: the float32 sum's rounding over 60 terms
+    np.testing.assert_allclose(
+        knn.predict(_toy(5, seed=1)), expected, rtol=0, atol=rounding_tol(len(data))
+    )
 
 
 def test_neighbours_match_brute_force_across_chunks():
@@ -55,14 +62,16 @@ def test_neighbours_match_brute_force_across_chunks():
     expected = np.argsort(dist, axis=1)[:, :5]
     got = knn.neighbours(knn.features(queries)).numpy()
     np.testing.assert_array_equal(np.sort(got, 1), np.sort(expected, 1))
-    np.testing.assert_allclose(knn.predict(queries), data.targets[expected].mean(1), atol=1e-6)
+    # a float32 numpy mean of 5 rows against the method's float64 mean
+    want = data.targets[expected].mean(1)
+    np.testing.assert_allclose(knn.predict(queries), want, rtol=0, atol=rounding_tol(5))
 
 
 def test_validation_part_joins_the_reference_set():
     data, extra = _toy(30), _toy(10, seed=3)
     knn = build("aa-knn", data, {"k": 1})
     knn.fit(data, extra)
-    np.testing.assert_allclose(knn.predict(extra), extra.targets, atol=1e-6)
+    np.testing.assert_array_equal(knn.predict(extra), extra.targets)  # k = 1: exact
 
 
 def test_k_larger_than_the_training_set_is_a_user_error():

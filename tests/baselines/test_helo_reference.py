@@ -14,6 +14,7 @@ from benchmarks.helo_reference import (
     ref_plans,
     ref_sinkhorn,
 )
+from tests.tolerances import plan_rtol, rounding_tol
 
 
 def _tokens(b: int, n: int, d: int = 16, seed: int = 0) -> torch.Tensor:
@@ -26,7 +27,7 @@ def test_per_sample_ot_equals_batched_ot():
     batched = gromov_wasserstein(cosine_cost(x), cosine_cost(y), lam=0.1, outer=5, inner=20)
     looped = ref_plans(x, y, lam=0.1, outer=5, inner=20)
     assert looped.shape == (4, 12, 9)
-    torch.testing.assert_close(looped, batched, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(looped, batched, atol=0, rtol=plan_rtol(12, 9))
 
 
 def test_reference_sinkhorn_scales_to_the_marginals():
@@ -34,6 +35,7 @@ def test_reference_sinkhorn_scales_to_the_marginals():
     kernel = torch.rand(5, 7, generator=g) + 0.1
     mu, nu = torch.full((5,), 0.2), torch.full((7,), 1 / 7)
     plan = ref_sinkhorn(kernel, mu, nu, iterations=200)
+    # convergence after 200 sweeps, not rounding
     torch.testing.assert_close(plan.sum(1), mu, atol=1e-5, rtol=0)
     torch.testing.assert_close(plan.sum(0), nu, atol=1e-5, rtol=0)
 
@@ -44,4 +46,11 @@ def test_reference_forward_equals_affectkit_forward():
     batch = random_dmer(6, seed=3)
     x = {k: v for k, v in batch.items() if k != "target"}
     with torch.no_grad():
-        torch.testing.assert_close(reference(x), net(x), atol=1e-5, rtol=1e-4)
+        out = net(x)
+        # the plan (per sample vs batched, 36 × 36) moves the transported tokens by its
+        # relative tolerance; post-LN layers keep errors relative, so the logits move by
+        # that much of their size, plus the forward chain's own rounding (the 768-input
+        # projection, attention over 72 tokens of 128, the 72-token map, the label
+        # attention and the 1280 -> 128 -> 128 -> 10 head: about 3200 terms)
+        rel = plan_rtol(36, 36) + rounding_tol(3200)
+        torch.testing.assert_close(reference(x), out, atol=rel * float(out.abs().max()), rtol=0)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from affectkit_mpcl.averaging import WeightAveraged, update_stacked
 from torch import nn
 from torch.func import stack_module_state
+
+from tests.tolerances import assert_same_fits, rounding_tol, training_rtol, training_steps
 
 TINY = ["dataset.subjects=4", "dataset.trials=8", "dataset.windows=6", "protocol.folds=null"]
 NO_DROPOUT = [
@@ -18,13 +19,20 @@ NO_DROPOUT = [
     "gsr: {name: projection-tokens, dropout: 0}, ppg: {name: projection-tokens, dropout: 0}, "
     "behavioral: {name: projection-tokens, dropout: 0}}",
 ]
+# One step's longest chain of accumulated float32 terms in mpcl with dim 16, counted on the
+# deepest path: behavioral encoder 768 -> 64 -> 64, MSAF attention over the tokens, the
+# 288-wide flatten pool, three Hopfield retrievals and the head 48 -> 128 -> 10 (about
+# 1500 terms; the linear skip's 913 inputs lie on a shorter, parallel path), forward and
+# back, plus the batch (32) summed into every weight gradient.
+MPCL_OPS_PER_STEP = 2 * 1500 + 32
 
 
 def test_update_stacked_equals_update_per_fold():
     torch.manual_seed(0)
     nets = [WeightAveraged(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4)), 0.9) for _ in range(3)]
     params, buffers = stack_module_state(nets)
-    for step in range(15):  # through the warm-up (m_t < 0.9) and past it
+    steps = 15
+    for step in range(steps):  # through the warm-up (m_t < 0.9) and past it
         with torch.no_grad():
             for f, wa in enumerate(nets):
                 for p in wa.net.parameters():
@@ -36,7 +44,11 @@ def test_update_stacked_equals_update_per_fold():
             update_stacked(params, buffers, 0.9)
         for f, wa in enumerate(nets):
             for name, p in wa.average.named_parameters():
-                torch.testing.assert_close(params[f"average.{name}"][f], p, rtol=0, atol=1e-6)
+                # a lerp per step (the weight 1 − m_t, a difference, a product, a sum: 4
+                # roundings) with another kernel and the weight as a tensor; the average
+                # carries earlier differences forward without growing them (factor m_t < 1)
+                tol = rounding_tol(4 * steps, scale=params[f"net.{name}"].abs().max())
+                torch.testing.assert_close(params[f"average.{name}"][f], p, rtol=0, atol=tol)
         assert buffers["steps"].tolist() == [step + 1] * 3
 
 
@@ -70,7 +82,7 @@ def test_mpcl_qualifies_for_fold_parallel(registry):
 def test_fold_parallel_equals_sequential(extra):
     from affectkit.bench import resolve_configs
     from affectkit.datasets import load_dataset
-    from affectkit.evaluate import build_protocol, run_fold
+    from affectkit.evaluate import build_protocol, method_train_config, run_fold
     from affectkit.parallel import can_run_parallel, run_folds_parallel
 
     over = [*TINY, "method.dim=16", "train.batch_size=32", *NO_DROPOUT, *extra]
@@ -82,9 +94,11 @@ def test_fold_parallel_equals_sequential(extra):
     assert can_run_parallel(cfg, data, proto, folds, seed=0)
     seq = [run_fold(cfg, data, proto, f, seed=0) for f in folds]
     par = run_folds_parallel(cfg, data, proto, folds, seed=0)
-    for (r1, p1), (r2, p2) in zip(seq, par, strict=True):
-        assert r2.fit_info["fold_parallel"] == len(folds)
-        assert r1.fit_info["best_epoch"] == r2.fit_info["best_epoch"]
-        np.testing.assert_allclose(p1.pred, p2.pred, atol=1e-5)
-        for m, v in r1.metrics.items():
-            assert r2.metrics[m] == pytest.approx(v, rel=1e-4, abs=1e-6)
+    assert all(r.fit_info["fold_parallel"] == len(folds) for r, _ in par)
+    train = method_train_config(cfg)
+    steps = training_steps(train.epochs, max(len(f.train) for f in folds), train.batch_size)
+    assert_same_fits(
+        [(r.metrics, r.fit_info, p.pred, p.target) for r, p in seq],
+        [(r.metrics, r.fit_info, p.pred, p.target) for r, p in par],
+        training_rtol(steps, MPCL_OPS_PER_STEP),
+    )

@@ -106,7 +106,7 @@ class MPCLConfig(ComponentConfig):
     prd_weight: float = Field(0.1, ge=0, description="λ_prd")
     pcl_weight: float = Field(0.02, ge=0, description="λ_pcl")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout of the flat head (use_hsc=false)")
-    # λ_skip = 0.3 and 3 epochs: mpcl_search.py round 11 (development datasets)
+    # λ_skip = 0.3: mpcl_search.py round 11 (development datasets)
     linear_skip: float | None = Field(
         0.3,
         ge=0,
@@ -343,15 +343,14 @@ def _fusion_kwargs(dim: int, auxiliary: list[str]) -> dict:
 class MPCL(TorchMethod):
     """MPCL (Li et al. 2026, adopted reading in docs/mpcl.md) trained with KL + its losses."""
 
-    # Chosen by benchmarks/mpcl_search.py (table and selection rule in
-    # benchmarks/results/mpcl_search.md). Round 8, on development datasets: a fixed number of
-    # epochs without early stopping, so that no training subject is held out (patience 0 = no
-    # hold-out) and the model trains on all of them; early stopping on two held-out subjects
-    # was 2.4 % worse in KL. Round 11: 3 epochs with the linear skip (2 without it). Three
-    # epochs is ~3 x 45 steps on the synthetic benchmark; on a dataset of another size,
-    # re-tune train.epochs, or early-stop with `--set train.patience=2` (the hold-out is then
-    # train.valid_fraction of the subjects).
-    train_defaults: ClassVar[dict] = {"epochs": 3, "batch_size": 256, "lr": 3e-3, "patience": 0}
+    # Training length adapts to the data (affectkit.training.resolve_schedule): a budget of
+    # 10 passes clamped to [300, 3000] steps, early stopping on the protocol's validation
+    # split scored 20 times over it, then a refit on the whole training split for the
+    # selected epochs, and the prediction shrunk towards the prior by the weight validation
+    # chose. 10 passes (not the global 30) because mpcl's best length on the synthetic
+    # benchmark is 2-3 epochs (mpcl_search.py rounds 8-11): 20 evaluations over 10 passes
+    # resolve it to half an epoch. Measurements on four dataset shapes: docs/training.md.
+    train_defaults: ClassVar[dict] = {"batch_size": 256, "lr": 3e-3, "passes": 10}
 
     # fold-parallel training (train.fold_parallel) vmaps MPCLNet; the weight average is
     # updated by after_step / after_step_stacked. fit()'s thread setting (config.threads) is

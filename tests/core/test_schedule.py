@@ -237,3 +237,18 @@ def test_prior_start_predicts_the_fit_prior_before_training():
         pred = method.predict(data.subset(folds[0].test))
         expected = target.double().mean(0).numpy()
         np.testing.assert_allclose(pred, np.broadcast_to(expected, pred.shape), atol=1e-6)
+
+
+def test_config_show_prints_the_resolved_length_of_every_fold(run_cli):
+    code, out = run_cli(
+        "config", "show", "--method", "mlp", "-p", "subject-dependent",
+        *[x for s in TINY[:3] for x in ("--set", s)],
+        "--set", "train.batch_size=8", "--set", "protocol.gap=0",
+    )  # fmt: skip
+    assert code == 0
+    assert "# training length on synthetic, subject-dependent, each of 4 folds:" in out
+    # 8 trials x 6 windows: the first 5 of each trial train (40); of those, the last 20 %
+    # of each trial validate (1 window) and 4 fit: 32 fit windows are 4 batches of 8
+    assert "fit 32, validation 8" in out and "-> 300 steps (75 epochs of 4, rule budget)" in out
+    code, out = run_cli("config", "show", "--method", "mlp", "--set", "train.steps=17")
+    assert code == 0 and "-> 17 steps" in out and "rule steps" in out

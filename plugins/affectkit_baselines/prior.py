@@ -18,7 +18,9 @@ class Prior(Method):
     mean: np.ndarray | None = None
 
     def fit(self, train, valid=None, progress=None):
-        self.mean = train.targets.astype(np.float64).mean(axis=0)
+        # No early stopping: the held-out part of the training fold is training data too.
+        parts = [train] + ([valid] if valid is not None and len(valid) else [])
+        self.mean = np.concatenate([p.targets for p in parts]).astype(np.float64).mean(axis=0)
         self.mean /= self.mean.sum()
         return {}
 

@@ -109,3 +109,11 @@ def test_methods_that_cannot_be_vmapped_fall_back_to_fold_by_fold(name, tmp_path
     folds = res["methods"][name]["folds"]
     assert len(folds) == 4
     assert all("fold_parallel" not in f["fit_info"] for f in folds)
+
+
+def test_prior_is_the_mean_of_the_whole_training_fold(split):
+    # the protocol's validation hold-out is training data for a method without early stopping
+    prior = build("prior", split.train, seed=0)
+    prior.fit(split.train, split.valid)
+    both = np.concatenate([split.train.targets, split.valid.targets]).astype(np.float64)
+    np.testing.assert_allclose(prior.predict(split.test)[0], both.mean(0), rtol=1e-12)

@@ -146,10 +146,14 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return path, value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+def apply_overrides(
+    raw: dict[str, Any], overrides: Iterable[str], values: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``raw`` with ``--set`` items applied, then ``values`` (dotted key -> parsed value)."""
     out = copy.deepcopy(raw)
-    for item in overrides:
-        path, value = parse_override(item)
+    items = [parse_override(item) for item in overrides]
+    items += [(key.split("."), value) for key, value in (values or {}).items()]
+    for path, value in items:
         node = out
         for p in path[:-1]:
             nxt = node.get(p)

@@ -511,7 +511,15 @@ def tune(
     ] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="random seed")] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or auto")] = None,
-    threads: ThreadsOpt = None,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="torch CPU threads; a search is many small fits, which run fastest on one "
+            "thread on a busy CPU (raise it for large models on an idle machine)",
+        ),
+    ] = 1,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="discard a study of another configuration in --out")
     ] = False,

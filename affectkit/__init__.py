@@ -30,6 +30,7 @@ from .interfaces import (
 from .layers import Dropout, fast_dropout
 from .plugins import get_plugin_manager, get_registry
 from .registry import KINDS, ComponentConfig, Registry
+from .search import Choice, FloatRange, IntRange, SearchSpace
 from .training import TorchMethod, TrainConfig, kl_loss, start_linear_at
 
 
@@ -42,6 +43,7 @@ def load(path):
 
 __all__ = [
     "KINDS",
+    "Choice",
     "ComponentConfig",
     "ConfigError",
     "DataSpec",
@@ -50,9 +52,11 @@ __all__ = [
     "Dropout",
     "EmotionDataset",
     "Encoder",
+    "FloatRange",
     "Fold",
     "Fusion",
     "Head",
+    "IntRange",
     "Loss",
     "Memory",
     "Method",
@@ -60,6 +64,7 @@ __all__ = [
     "Protocol",
     "Registry",
     "RunConfig",
+    "SearchSpace",
     "Standardizer",
     "TorchMethod",
     "TrainConfig",

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import (
     MAX_SEED,
@@ -29,6 +29,9 @@ from .executors import Executor, FoldJob
 from .io import check_writable_dir
 from .plugins import get_registry
 from .results import ResultsStore, method_entry, results_hash, run_key, versions
+
+if TYPE_CHECKING:
+    from .tuning import TuneSettings
 
 GROUP_NAMES = {"all": None, "baselines": "baseline"}
 
@@ -53,6 +56,19 @@ def expand_methods(spec: str | Sequence[str]) -> list[str]:
     if not out:
         raise UserError("no method selected; pass --method NAME[,NAME...] (or all, baselines).")
     return out
+
+
+def configured_method(files: Iterable[str | Path]) -> str | None:
+    """The method named by the config files (the last one naming one), if any: without
+    --method, ``bench --config best.yaml`` runs the file's method, not the default one."""
+    name = None
+    for f in files:
+        method = read_config_file(f).get("method")
+        if isinstance(method, dict) and method.get("name"):
+            name = str(method["name"])
+        elif isinstance(method, str):
+            name = method
+    return name
 
 
 def resolve_configs(
@@ -111,6 +127,7 @@ def run_bench(
     callbacks: Callbacks | None = None,
     data: EmotionDataset | None = None,
     executor: Executor | None = None,
+    tune: TuneSettings | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run every (method, seed, fold) job not already finished in ``run_dir``.
 
@@ -118,6 +135,9 @@ def run_bench(
     it, so a killed run loses at most the folds in flight; the same call resumes it.
     Stored methods of the same dataset/protocol that this call does not run stay in the
     tables when they are complete for these seeds.
+
+    ``tune`` gives the nested estimate: each fold job of a method with a search space first
+    tunes on the fold's training part (:func:`affectkit.tuning.run_tuned_fold`).
     """
     if not configs:
         raise UserError("nothing to run")
@@ -134,9 +154,11 @@ def run_bench(
             "e.g. --seeds 0,1,2."
         )
     run_dir = Path(run_dir or first.output.dir or default_run_dir())
-    key = run_key(first)
+    nested = tune.to_json(pinned=False) if tune is not None else None
+    tuned = _tuned_methods(configs, tune)
+    key = run_key(first, nested)
     for cfg in configs[1:]:
-        if run_key(cfg) != key:
+        if run_key(cfg, nested) != key:
             raise UserError(
                 f"methods {first.method.name!r} and {cfg.method.name!r} resolve to different "
                 "dataset or protocol settings; one run directory holds one dataset and "
@@ -162,7 +184,8 @@ def run_bench(
             "emotions": list(data.emotions),
             "subjects": data.subjects,
             "protocol": first.protocol.name,
-            "protocol_description": protocol.describe(data),
+            "protocol_description": protocol.describe(data)
+            + (f"; {tune.label()}" if tune is not None else ""),
             "leaky": bool(type(protocol).leaky),
             "n_folds": n_folds,
             "fold_names": [f.name for f in folds],
@@ -172,6 +195,8 @@ def run_bench(
             "versions": versions(),
             "dataset_load_seconds": load_seconds,
         }
+        if nested is not None:
+            header["nested"] = {**nested, "tuned_methods": sorted(tuned)}
         store.begin_run(
             key, {k: header[k] for k in ("dataset", "protocol", "protocol_description")}
         )
@@ -185,6 +210,8 @@ def run_bench(
                 "method": cfg.method.model_dump(mode="json"),
                 "train": method_train_config(cfg).model_dump(mode="json"),
             }
+            if name in tuned:
+                mcfg["tune"] = nested
             store.begin_method(name, mcfg, hashes[name])
             records[name] = {"config": mcfg, "config_hash": hashes[name]}
             done[name] = store.completed_folds(name, hashes[name], seeds, n_folds)
@@ -210,6 +237,7 @@ def run_bench(
                 fold=fold.index,
                 config_hash=hashes[cfg.method.name],
                 threads=executor.job_threads(),
+                tune=tune.to_json() if tune is not None and cfg.method.name in tuned else None,
             )
             for cfg in configs
             for seed in seeds
@@ -260,6 +288,23 @@ def run_bench(
         results = assemble()
         store.write_summaries(results)
     return results, run_dir
+
+
+def _tuned_methods(configs: Sequence[RunConfig], tune: TuneSettings | None) -> set[str]:
+    """Methods ``bench --tune`` tunes: those declaring a search space (checked before any
+    work); the others (e.g. prior) have nothing to tune and run as they are."""
+    if tune is None:
+        return set()
+    from .search import declared_space
+    from .tuning import require_optuna, search_space
+
+    require_optuna()
+    out = set()
+    for cfg in configs:
+        if declared_space(cfg.method.name):
+            search_space(cfg, tune)
+            out.add(cfg.method.name)
+    return out
 
 
 @contextlib.contextmanager

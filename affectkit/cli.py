@@ -299,14 +299,29 @@ def bench(
     no_report: Annotated[
         bool, typer.Option("--no-report", help="do not write report.md and figures at the end")
     ] = False,
+    tune_trials: Annotated[
+        int | None,
+        typer.Option(
+            "--tune",
+            min=1,
+            help="nested estimate: per outer fold, tune N trials on its training part only "
+            "(as `affectkit tune`), then train the best and score the test part",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate methods on a dataset under a protocol and print one table.
 
     Finished folds are stored at once; re-running the same command with the same --out
     computes only the missing ones.
     """
-    from .bench import default_run_dir, expand_methods, resolve_configs, run_bench
+    from .bench import (
+        default_run_dir,
+        expand_methods,
+        resolve_configs,
+        run_bench,
+    )
     from .executors import make_executor
+    from .tuning import TuneSettings
 
     if ray_address and executor != "ray":
         raise UserError("--ray-address needs --executor ray.")
@@ -325,6 +340,11 @@ def bench(
         overrides=set_ or [],
         default_method=_default_method(),
     )
+    nested = (
+        TuneSettings.from_cli(tune_trials, files=config or [], overrides=set_ or [])
+        if tune_trials
+        else None
+    )
     run_dir = Path(configs[0].output.dir or default_run_dir())
     resume = (
         f"finished folds are saved in {run_dir}; run the same command with --out "
@@ -341,6 +361,7 @@ def bench(
             use_cache=not no_cache,
             callbacks=_RichCallbacks(progress),  # type: ignore[arg-type]
             executor=engine,
+            tune=nested,
         )
     print_results(results)
     inv = results.get("last_invocation", {})
@@ -546,6 +567,141 @@ def predict(
     }
     write_predictions(table, out, meta)
     console.print(f"predictions: {out}  ({len(data)} windows × {len(ckpt.emotions)} emotions)")
+
+
+class _TuneProgress(_RichCallbacks):
+    """A trials bar (trial i/N, best value so far) above the folds/epochs bars of a trial."""
+
+    def __init__(self, progress: Progress, metric: str, intro: str) -> None:
+        self.trials = progress.add_task("trials", total=None)
+        super().__init__(progress)
+        self.metric = metric
+        self.intro = intro
+        self.best: float | None = None
+
+    def plan(self, done: int, total: int) -> None:  # type: ignore[override]
+        err_console.print(self.intro, markup=False, highlight=False)
+        if done:
+            err_console.print(f"resuming: {done} finished trial(s) reused, {total - done} to run")
+        self.progress.update(self.trials, total=total, completed=done)
+
+    def _describe(self, number: int, total: int) -> str:
+        best = f", best {self.metric} {self.best:.5f}" if self.best is not None else ""
+        return f"trial {number}/{total}{best}"
+
+    def trial_start(self, number: int, total: int, n_folds: int) -> None:
+        self.finished = 0
+        self.progress.update(self.trials, description=self._describe(number, total))
+        self.progress.update(self.folds, total=n_folds, completed=0)
+
+    def trial_end(self, done: int, total: int, best: float | None, state: str) -> None:
+        self.best = best
+        self.progress.update(self.trials, completed=done, description=self._describe(done, total))
+
+
+@app.command()
+def tune(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="study folder: study.sqlite3, best.yaml, trials.csv")
+    ],
+    method: Annotated[
+        str | None, typer.Option("--method", "-m", help="one registered method")
+    ] = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    protocol: ProtocolOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    trials: Annotated[
+        int, typer.Option("--trials", "-n", min=1, help="trials in the study, in total")
+    ] = 20,
+    metric: Annotated[str, typer.Option("--metric", help="inner-validation metric")] = "kl",
+    valid_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--valid-fraction",
+            help="share of each training part held out to score trials (by the protocol's "
+            "validation rule); default train.valid_fraction",
+        ),
+    ] = None,
+    no_prune: Annotated[
+        bool, typer.Option("--no-prune", help="run every trial on every outer fold")
+    ] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="random seed")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or auto")] = None,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="torch CPU threads; a search is many small fits, which run fastest on one "
+            "thread on a busy CPU (raise it for large models on an idle machine)",
+        ),
+    ] = 1,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="discard a study of another configuration in --out")
+    ] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild the dataset")] = False,
+) -> None:
+    """Search a method's hyper-parameters (Optuna TPE, median pruning) without test data.
+
+    Each trial is scored on validation splits carved from the training part of every outer
+    fold by the protocol's own rule; test parts are never read. The study is kept in
+    OUT/study.sqlite3: re-running the same command resumes it (or adds trials up to
+    --trials). The best trial is written as OUT/best.yaml, a complete run config for
+    `affectkit bench --config OUT/best.yaml`; every trial is listed in OUT/trials.csv.
+    """
+    from .bench import configured_method, expand_methods, resolve_configs
+    from .search import describe_space
+    from .tuning import TuneSettings, search_space
+    from .tuning import tune as run_tune
+
+    names = expand_methods(method or configured_method(config or []) or _default_method())
+    if len(names) != 1:
+        raise UserError(f"affectkit tune searches one method; got {', '.join(names)}.")
+    cfg = resolve_configs(
+        names,
+        files=config or [],
+        flags=_flags(dataset, data_dir, protocol, seed, device),
+        overrides=set_ or [],
+    )[0]
+    settings = TuneSettings.from_cli(
+        trials,
+        files=config or [],
+        overrides=set_ or [],
+        metric=metric,
+        valid_fraction=valid_fraction,
+        prune=not no_prune,
+    )
+    intro = f"searching {names[0]}: {describe_space(search_space(cfg, settings))}"
+    with (
+        _interrupted_exit(f"finished trials are saved in {out}; run the same command to resume"),
+        _progress() as progress,
+    ):
+        result = run_tune(
+            cfg,
+            out,
+            settings,
+            overwrite=overwrite,
+            use_cache=not no_cache,
+            callbacks=_TuneProgress(progress, metric, intro),  # type: ignore[arg-type]
+            threads=threads,
+        )
+    states = ", ".join(f"{n} {s}" for s, n in sorted(result.states.items()))
+    console.print(
+        f"best {result.metric} {result.best_value:.6g} (trial {result.best_trial}; "
+        f"{states}; {result.reused} reused)",
+        highlight=False,
+    )
+    for key, value in result.best_params.items():
+        console.print(f"  {key} = {value!r}", markup=False, highlight=False)
+    best = _quote(out / "best.yaml")
+    console.print(
+        f"best config: {best}  (run it: affectkit bench --config {best})",
+        markup=False,
+        highlight=False,
+    )
+    console.print(f"trials: {out / 'trials.csv'}; study: {out / 'study.sqlite3'}", markup=False)
 
 
 @config_app.command("show")

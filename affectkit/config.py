@@ -167,10 +167,14 @@ def override_layer(item: str) -> dict[str, Any]:
     return apply_overrides({}, [item])
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+def apply_overrides(
+    raw: dict[str, Any], overrides: Iterable[str], values: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``raw`` with ``--set`` items applied, then ``values`` (dotted key -> parsed value)."""
     out = copy.deepcopy(raw)
-    for item in overrides:
-        path, value = parse_override(item)
+    items = [parse_override(item) for item in overrides]
+    items += [(key.split("."), value) for key, value in (values or {}).items()]
+    for path, value in items:
         node = out
         for p in path[:-1]:
             nxt = node.get(p)

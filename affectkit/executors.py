@@ -45,6 +45,9 @@ class FoldJob:
     fold: int
     config_hash: str
     threads: int | None = None
+    #: ``bench --tune``: tuning settings (``TuneSettings.to_json``); the job then tunes on the
+    #: fold's training part before it trains and scores the fold (affectkit.tuning)
+    tune: dict[str, Any] | None = None
 
 
 @contextlib.contextmanager
@@ -97,6 +100,13 @@ def run_job(job: FoldJob, data: EmotionDataset, callbacks: Callbacks | None = No
     callbacks = callbacks or Callbacks()
     callbacks.fold_start(job.method, folds[job.fold], len(folds))
     with torch_threads(job.threads):
+        if job.tune is not None:
+            from .tuning import TuneSettings, run_tuned_fold
+
+            settings = TuneSettings.from_json(job.tune)
+            return run_tuned_fold(
+                cfg, data, protocol, folds[job.fold], settings, seed=job.seed, callbacks=callbacks
+            )
         return run_fold(cfg, data, protocol, folds[job.fold], seed=job.seed, callbacks=callbacks)
 
 
@@ -106,6 +116,8 @@ def _parallel_group(pending: Sequence[FoldJob], data: EmotionDataset) -> list[Fo
     from .parallel import can_run_parallel
 
     first = pending[0]
+    if first.tune is not None:  # each fold trains its own tuned configuration
+        return [first]
     cfg, protocol, folds = _prepare(first, data)
     width = method_train_config(cfg).fold_parallel
     if width <= 1:

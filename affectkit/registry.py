@@ -10,7 +10,7 @@ import difflib
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, create_model, model_validator
 
@@ -45,6 +45,10 @@ class ComponentConfig(BaseModel):
     )
 
     name: str
+    #: what ``affectkit tune`` may vary for this method: ``--set`` keys (``train.lr``,
+    #: ``method.dropout``, ``method.bank.tau``) -> FloatRange / IntRange / Choice
+    #: (:mod:`affectkit.search`); empty = nothing to tune. Read on method configs only.
+    search_space: ClassVar[Mapping[str, Any]] = {}
 
     @model_validator(mode="before")
     @classmethod

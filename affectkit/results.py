@@ -73,12 +73,16 @@ def results_hash(cfg: RunConfig) -> str:
     return config_hash(cfg.model_copy(update={"seed": 0}))
 
 
-def run_key(cfg: RunConfig) -> str:
-    """What every method of one run directory must share: the dataset and the protocol."""
+def run_key(cfg: RunConfig, nested: Mapping[str, Any] | None = None) -> str:
+    """What every method of one run directory must share: the dataset and the protocol
+    (and, for ``bench --tune``, the nested tuning settings: tuned and untuned folds never mix).
+    """
     data = {
         "dataset": cfg.dataset.model_dump(mode="json"),
         "protocol": cfg.protocol.model_dump(mode="json"),
     }
+    if nested is not None:
+        data["nested"] = dict(nested)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

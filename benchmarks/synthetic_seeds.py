@@ -2,7 +2,7 @@
 
 The default synthetic dataset (seed 0) has 16 fixed subjects; which method wins on it is
 partly a property of those 16 people, and mpcl's defaults were chosen on validation subjects
-drawn from them (benchmarks/mpcl_search.py, rounds 1-6). This script re-runs the default
+drawn from them (benchmarks/results/mpcl_search.md, rounds 1-6). This script re-runs the default
 benchmark (subject-independent, 4 folds) on datasets drawn with other generator seeds, which
 share no subject with the default one and were never used to choose anything (the
 development datasets of mpcl_search.py round 7 are seeds 100 and 101; keep them out of

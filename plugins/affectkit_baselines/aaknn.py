@@ -9,11 +9,13 @@ neighbours: no Python loop over samples.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from pydantic import Field
 
-from affectkit import ComponentConfig, EmotionDataset, Method, UserError
+from affectkit import ComponentConfig, EmotionDataset, IntRange, Method, SearchSpace, UserError
 
 from .features import flatten_arrays, resolve_modalities
 
@@ -24,6 +26,8 @@ class AAKNNConfig(ComponentConfig):
     )
     modalities: list[str] | None = Field(None, description="subset of modalities; null = all")
     chunk_size: int = Field(1024, ge=1, description="queries per distance block (memory bound)")
+
+    search_space: ClassVar[SearchSpace] = {"method.k": IntRange(5, 100, log=True)}
 
 
 class AAKNN(Method):

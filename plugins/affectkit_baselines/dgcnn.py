@@ -21,7 +21,17 @@ from pydantic import Field
 from torch import nn
 from torch_geometric.nn import ChebConv
 
-from affectkit import ComponentConfig, DataSpec, TorchMethod, UserError, start_linear_at
+from affectkit import (
+    Choice,
+    ComponentConfig,
+    DataSpec,
+    FloatRange,
+    IntRange,
+    SearchSpace,
+    TorchMethod,
+    UserError,
+    start_linear_at,
+)
 
 from .features import flat_dim, flatten_tensors
 from .mlp import mlp_layers
@@ -36,6 +46,14 @@ class DGCNNConfig(ComponentConfig):
     extra_modalities: list[str] | None = Field(
         None, description="modalities concatenated before the head; null = every non-EEG one"
     )
+
+    search_space: ClassVar[SearchSpace] = {
+        "train.lr": FloatRange(1e-4, 1e-2, log=True),
+        "train.weight_decay": FloatRange(1e-6, 1e-2, log=True),
+        "method.dropout": FloatRange(0.0, 0.6),
+        "method.cheb_order": IntRange(2, 5),
+        "method.graph_channels": Choice([16, 32, 64]),
+    }
 
 
 class DGCNNNet(nn.Module):

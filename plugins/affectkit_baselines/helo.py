@@ -52,6 +52,8 @@ from torch import nn
 from affectkit import (
     ComponentConfig,
     DataSpec,
+    FloatRange,
+    SearchSpace,
     TorchMethod,
     UserError,
     fast_dropout,
@@ -84,6 +86,14 @@ class HeLoConfig(ComponentConfig):
     query: str | None = Field(
         None, description="physiological query modality; null = eeg, else the first physiological"
     )
+
+    search_space: ClassVar[SearchSpace] = {
+        "train.lr": FloatRange(1e-4, 3e-3, log=True),
+        "train.weight_decay": FloatRange(1e-6, 1e-3, log=True),
+        "method.dropout": FloatRange(0.1, 0.6),
+        "method.drop_key": FloatRange(0.1, 0.7),
+        "method.corr_weight": FloatRange(0.1, 3.0, log=True),
+    }
 
 
 class DropKeyCrossAttention(nn.Module):

@@ -26,7 +26,14 @@ from pydantic import Field
 from torch import nn
 from torch_geometric.nn import GCNConv
 
-from affectkit import ComponentConfig, DataSpec, TorchMethod, start_linear_at
+from affectkit import (
+    ComponentConfig,
+    DataSpec,
+    FloatRange,
+    SearchSpace,
+    TorchMethod,
+    start_linear_at,
+)
 
 from .features import flat_dim, flatten_tensors, resolve_modalities
 from .mlp import mlp_layers
@@ -44,6 +51,14 @@ class LabelGCNConfig(ComponentConfig):
     reweight: float = Field(0.2, ge=0, le=1, description="p: total weight given to neighbours")
     dropout: float = Field(0.3, ge=0, lt=1)
     modalities: list[str] | None = Field(None, description="subset of modalities; null = all")
+
+    search_space: ClassVar[SearchSpace] = {
+        "train.lr": FloatRange(1e-4, 1e-2, log=True),
+        "train.weight_decay": FloatRange(1e-6, 1e-2, log=True),
+        "method.dropout": FloatRange(0.0, 0.6),
+        "method.threshold": FloatRange(0.2, 0.6),
+        "method.reweight": FloatRange(0.05, 0.5),
+    }
 
 
 def cooccurrence_adjacency(

@@ -18,7 +18,15 @@ from einops import rearrange
 from pydantic import Field
 from torch import nn
 
-from affectkit import ComponentConfig, DataSpec, TorchMethod, start_linear_at
+from affectkit import (
+    Choice,
+    ComponentConfig,
+    DataSpec,
+    FloatRange,
+    SearchSpace,
+    TorchMethod,
+    start_linear_at,
+)
 
 from .features import resolve_modalities
 from .mlp import mlp_layers
@@ -31,6 +39,14 @@ class LateFusionConfig(ComponentConfig):
         "probabilities", description="mix distributions (mixture) or log-distributions (product)"
     )
     modalities: list[str] | None = Field(None, description="subset of modalities; null = all")
+
+    search_space: ClassVar[SearchSpace] = {
+        "train.lr": FloatRange(1e-4, 1e-2, log=True),
+        "train.weight_decay": FloatRange(1e-6, 1e-2, log=True),
+        "method.dropout": FloatRange(0.0, 0.6),
+        "method.hidden": Choice([[64], [128], [256]]),
+        "method.combine": Choice(["probabilities", "logits"]),
+    }
 
 
 class LateFusionNet(nn.Module):

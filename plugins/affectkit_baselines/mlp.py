@@ -8,7 +8,15 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from affectkit import ComponentConfig, DataSpec, TorchMethod, start_linear_at
+from affectkit import (
+    Choice,
+    ComponentConfig,
+    DataSpec,
+    FloatRange,
+    SearchSpace,
+    TorchMethod,
+    start_linear_at,
+)
 
 from .features import flat_dim, flatten_tensors
 
@@ -17,6 +25,13 @@ class MLPConfig(ComponentConfig):
     hidden: list[int] = Field(default_factory=lambda: [256, 128], description="hidden widths")
     dropout: float = Field(0.3, ge=0, lt=1)
     modalities: list[str] | None = Field(None, description="subset of modalities; null = all")
+
+    search_space: ClassVar[SearchSpace] = {
+        "train.lr": FloatRange(1e-4, 1e-2, log=True),
+        "train.weight_decay": FloatRange(1e-6, 1e-2, log=True),
+        "method.dropout": FloatRange(0.0, 0.6),
+        "method.hidden": Choice([[128], [256, 128], [512, 256]]),
+    }
 
 
 def mlp_layers(d_in: int, hidden: list[int], d_out: int, dropout: float) -> nn.Sequential:

@@ -11,12 +11,14 @@ with λ > 0 the optimum is the unique one whose W rows sum to zero across emotio
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from affectkit import ComponentConfig, EmotionDataset, Method
+from affectkit import ComponentConfig, EmotionDataset, FloatRange, Method, SearchSpace
 
 from .features import flatten_arrays, resolve_modalities
 
@@ -27,6 +29,8 @@ class SABFGSConfig(ComponentConfig):
     history_size: int = Field(20, ge=1, description="L-BFGS memory")
     tolerance: float = Field(1e-9, gt=0, description="stop when the gradient's max-norm is below")
     modalities: list[str] | None = Field(None, description="subset of modalities; null = all")
+
+    search_space: ClassVar[SearchSpace] = {"method.l2": FloatRange(1e-3, 10.0, log=True)}
 
 
 def kl_objective(

@@ -43,9 +43,12 @@ from pydantic import Field
 from torch import nn
 
 from affectkit import (
+    Choice,
     ComponentConfig,
     DataSpec,
     Dropout,
+    FloatRange,
+    SearchSpace,
     TorchMethod,
     UserError,
     component,
@@ -128,6 +131,19 @@ class MPCLConfig(ComponentConfig):
         "its many small ops run fastest on one thread, and far slower with several on a busy "
         "machine; null = keep the caller's setting",
     )
+
+    # what `affectkit tune --method mpcl` varies (the defaults above lie inside)
+    search_space: ClassVar[SearchSpace] = {
+        "train.lr": FloatRange(1e-3, 1e-2, log=True),
+        "train.weight_decay": FloatRange(1e-6, 1e-2, log=True),
+        "method.dim": Choice([16, 32, 48, 64]),
+        "method.linear_skip": FloatRange(0.03, 3.0, log=True),
+        "method.ground_weight": FloatRange(0.25, 4.0, log=True),
+        "method.prd_weight": FloatRange(0.01, 1.0, log=True),
+        "method.pcl_weight": FloatRange(0.002, 0.2, log=True),
+        "method.head.dropout": FloatRange(0.0, 0.5),
+        "method.bank.tau": FloatRange(0.05, 1.0, log=True),
+    }
 
 
 def resolve_primary(primary: str, spec: DataSpec) -> str:

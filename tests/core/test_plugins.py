@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import re
 import shutil
@@ -165,6 +166,16 @@ def test_out_of_tree_plugin_installs_and_benches(tmp_path, cli_env):
     res = json.loads((out / "results.json").read_text())
     assert set(res["methods"]) == {"prior", "ridge-ldl"}
     assert len(res["methods"]["ridge-ldl"]["folds"]) == 4
+    if importlib.util.find_spec("optuna") is None:
+        return  # the tune extra is not installed
+    # its declared search space is what `affectkit tune` searches
+    tiny = [f"--set=dataset.{k}" for k in ("subjects=4", "trials=8", "windows=6")]
+    tuned = tmp_path / "tuned"
+    args = ["tune", "-m", "ridge-ldl", "--trials", "2", "--out", str(tuned), *tiny]
+    proc = _run(args, env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    best = (tuned / "best.yaml").read_text()
+    assert "name: ridge-ldl" in best and "method.alpha=" in best
 
 
 @pytest.mark.slow

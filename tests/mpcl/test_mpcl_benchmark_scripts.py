@@ -1,10 +1,10 @@
-"""The selection and reporting logic of benchmarks/mpcl_search.py and synthetic_seeds.py."""
+"""The selection and reporting logic of benchmarks/synthetic_seeds.py."""
 
 from __future__ import annotations
 
 import json
 
-from benchmarks import mpcl_search, synthetic_seeds
+from benchmarks import synthetic_seeds
 
 METRICS = synthetic_seeds.METRICS
 
@@ -17,22 +17,6 @@ def _metrics(kl: float, cos: float = 0.97) -> dict[str, float]:
         "chebyshev": 0.048,
         "clark": 0.45,
         "canberra": 1.17,
-    }
-
-
-def _row(name, kl, *, rnd=7, reference=False, epochs=10, overrides=()):
-    return {
-        "name": name,
-        "round": rnd,
-        "seeds": [0, 1],
-        "datasets": [100, 101],
-        "reference": reference,
-        "overrides": list(overrides),
-        "metrics": _metrics(kl),
-        "kl_std": 0.002,
-        "seconds": 1.0,
-        "best_epochs": [2] * 16,
-        "epochs_run": epochs,
     }
 
 
@@ -77,18 +61,3 @@ def test_synthetic_seeds_end_to_end_on_prior(tmp_path):
     kl = stored["results"]["prior"]["3"]["kl"]
     assert 0.05 < kl < 0.2  # the training-set mean distribution: far from 0, far from uniform
     assert "| prior |" in out.read_text()
-
-
-def test_search_round_tables_keep_references_out_of_the_choice():
-    rows = [
-        _row("r7: a", 0.0370, epochs=40),
-        _row("r7: b", 0.0371, epochs=20),  # within one SE of a and cheaper: chosen
-        _row("r7: (ablation) off", 0.0300, overrides=["method.use_hsc=false"]),
-        _row("r7: dgcnn", 0.0200, reference=True),
-    ]
-    text = mpcl_search.markdown(rows)
-    section = text.split("## Round 7")[1]
-    assert "development datasets: synthetic seeds [100, 101]" in section
-    assert "Reference methods on the same data" in section
-    assert "Chosen: **r7: b**" in section
-    assert "Lowest KL: **r7: (ablation) off**" in section  # lowest, but never selectable

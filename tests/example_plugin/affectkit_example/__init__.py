@@ -6,16 +6,24 @@ Closed-form ridge regression from the concatenated features to the centred log t
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from pydantic import Field
 
-from affectkit import ComponentConfig, EmotionDataset, Method, hookimpl
+from affectkit import ComponentConfig, EmotionDataset, FloatRange, Method, SearchSpace, hookimpl
 
 
 class RidgeLDLConfig(ComponentConfig):
     alpha: float = Field(10.0, gt=0, description="L2 penalty")
     eps: float = Field(1e-3, gt=0, description="added to targets before the log")
+
+    # what `affectkit tune --method ridge-ldl` searches (CONTRIBUTING.md)
+    search_space: ClassVar[SearchSpace] = {
+        "method.alpha": FloatRange(0.1, 1000.0, log=True),
+        "method.eps": FloatRange(1e-4, 1e-2, log=True),
+    }
 
 
 def _features(data: EmotionDataset) -> np.ndarray:

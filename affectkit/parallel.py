@@ -48,6 +48,7 @@ from .training import (
     TorchMethod,
     TrainConfig,
     _autocast,
+    refit_steps,
     resolve_device,
     resolve_schedule,
 )
@@ -143,8 +144,8 @@ def run_folds_parallel(
         # the selected epochs again on fit + validation, per fold, as TorchMethod.fit does
         all_idx = torch.cat([fit_idx, val_idx], dim=1)
         per_all = resolve_schedule(tcfg, all_idx.shape[1]).steps_per_epoch
-        targets = torch.round(best_step.double() / plan.steps_per_epoch * per_all).long()
-        refit = run.train(all_idx, None, capture=targets.clamp_min(0))
+        lengths = [refit_steps(int(b), plan.steps_per_epoch, per_all) for b in best_step]
+        refit = run.train(all_idx, None, capture=torch.tensor(lengths, dtype=torch.long))
         final, methods = refit["final"], refit["methods"]
     fit_seconds = (time.perf_counter() - t_start) / n_folds
     best_kl, best_alpha = sel["best_kl"], sel["best_alpha"]

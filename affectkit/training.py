@@ -144,9 +144,6 @@ class Schedule:
     def epochs(self) -> float:
         return self.steps / self.steps_per_epoch
 
-    def describe(self) -> str:
-        return f"{self.steps} steps ({self.epochs:.3g} epochs of {self.steps_per_epoch})"
-
 
 def resolve_schedule(cfg: TrainConfig, n_fit: int) -> Schedule:
     """Steps, steps per epoch and validation interval for a fit split of ``n_fit`` samples."""
@@ -161,6 +158,13 @@ def resolve_schedule(cfg: TrainConfig, n_fit: int) -> Schedule:
     # epochs-based training has always validated once per epoch
     every = per_epoch if rule == "epochs" else max(1, math.ceil(steps / cfg.evaluations))
     return Schedule(steps=steps, steps_per_epoch=per_epoch, eval_every=every, rule=rule)
+
+
+def refit_steps(selected_step: int, per_epoch_fit: int, per_epoch_all: int) -> int:
+    """The refit's length: the selected number of *epochs* of the fit split, in steps of the
+    (larger) fit + validation split. Both training paths (sequential and fold-parallel)
+    convert through this one rule."""
+    return max(0, round(selected_step / per_epoch_fit * per_epoch_all))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -443,17 +447,13 @@ class TorchMethod(Method):
         va = dataset_tensors(valid, device) if valid is not None and len(valid) else None
         self._start(tr["target"])
         info = self._train(tr, va, progress)
-        self._set_shrink(info["shrink_alpha"], tr["target"])
         if not (self.train_config.refit and va is not None):
+            self._set_shrink(info["shrink_alpha"], tr["target"])
             return info
         # Refit: the selected length in epochs, on fit + validation, from the same init.
-        n_fit, n_all = len(tr["target"]), len(tr["target"]) + len(va["target"])
         everything = {k: torch.cat([tr[k], va[k]]) for k in tr}
-        per_epoch = resolve_schedule(self.train_config, n_all).steps_per_epoch
-        steps = max(
-            0,
-            round(info["best_step"] / math.ceil(n_fit / self.train_config.batch_size) * per_epoch),
-        )
+        per_epoch = resolve_schedule(self.train_config, len(everything["target"])).steps_per_epoch
+        steps = refit_steps(info["best_step"], info["steps_per_epoch"], per_epoch)
         self.model = None
         self._ensure_model()
         self._start(everything["target"])

@@ -74,6 +74,14 @@ def build_method(cfg: RunConfig, data_spec, seed: int) -> Method:
     return entry.build(cfg.method, spec=data_spec, train=train, seed=seed, device=train.device)
 
 
+def fit_valid_split(
+    protocol: Protocol, data: EmotionDataset, fold: Fold, train_cfg: TrainConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A fold's training split cut into (fit, validation) by the protocol's rule; the
+    validation part is empty unless early stopping needs it (``TrainConfig.holds_out``)."""
+    return protocol.validation_split(data, fold.train, train_cfg.validation_fraction(), seed)
+
+
 def fold_schedules(cfg: RunConfig, data: EmotionDataset) -> list[dict[str, Any]]:
     """The training length each fold of ``cfg`` will get on ``data`` (no training).
 
@@ -84,8 +92,8 @@ def fold_schedules(cfg: RunConfig, data: EmotionDataset) -> list[dict[str, Any]]
     protocol = build_protocol(cfg)
     out = []
     for fold in protocol.folds(data):
-        fit_idx, valid_idx = protocol.validation_split(
-            data, fold.train, train_cfg.validation_fraction(), fold_seed(cfg.seed, fold.index)
+        fit_idx, valid_idx = fit_valid_split(
+            protocol, data, fold, train_cfg, fold_seed(cfg.seed, fold.index)
         )
         plan = resolve_schedule(train_cfg, len(fit_idx))
         out.append(
@@ -143,9 +151,7 @@ def run_fold(
         raise UserError(f"fold {fold.name} of {data.name!r} has an empty train or test split.")
     fseed = fold_seed(seed, fold.index)
     train_cfg = method_train_config(cfg)
-    fit_idx, valid_idx = protocol.validation_split(
-        data, fold.train, train_cfg.validation_fraction(), fseed
-    )
+    fit_idx, valid_idx = fit_valid_split(protocol, data, fold, train_cfg, fseed)
     # Statistics from the training split only: the test fold never shapes the inputs.
     norm = Standardizer.fit(data.subset(fold.train))
     train = norm.transform(data.subset(fit_idx))

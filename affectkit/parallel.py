@@ -38,6 +38,7 @@ from .evaluate import (
     FoldPredictions,
     FoldResult,
     build_method,
+    fit_valid_split,
     fold_seed,
     method_train_config,
     score_fold,
@@ -69,11 +70,10 @@ class _Call(nn.Module):
 
 def _splits(cfg: RunConfig, data: EmotionDataset, protocol: Protocol, folds: list[Fold], seed: int):
     train_cfg = method_train_config(cfg)
-    frac = train_cfg.validation_fraction()
     out = []
     for fold in folds:
         fseed = fold_seed(seed, fold.index)
-        fit_idx, valid_idx = protocol.validation_split(data, fold.train, frac, fseed)
+        fit_idx, valid_idx = fit_valid_split(protocol, data, fold, train_cfg, fseed)
         out.append((fold, fseed, fit_idx, valid_idx, Standardizer.fit(data.subset(fold.train))))
     return out
 

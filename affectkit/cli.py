@@ -41,6 +41,7 @@ MethodOpt = Annotated[
     str | None,
     typer.Option("--method", "-m", help="NAME[,NAME...]; 'all' or 'baselines' select groups"),
 ]
+OneMethodOpt = Annotated[str | None, typer.Option("--method", "-m", help="one registered method")]
 DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d", help="registered dataset")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="folder of the dataset files")]
 ProtocolOpt = Annotated[str | None, typer.Option("--protocol", "-p", help="evaluation protocol")]
@@ -453,9 +454,7 @@ def report(
 @app.command()
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="checkpoint directory to write")],
-    method: Annotated[
-        str | None, typer.Option("--method", "-m", help="one registered method")
-    ] = None,
+    method: OneMethodOpt = None,
     dataset: DatasetOpt = None,
     data_dir: DataDirOpt = None,
     protocol: ProtocolOpt = None,
@@ -604,9 +603,7 @@ def tune(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="study folder: study.sqlite3, best.yaml, trials.csv")
     ],
-    method: Annotated[
-        str | None, typer.Option("--method", "-m", help="one registered method")
-    ] = None,
+    method: OneMethodOpt = None,
     dataset: DatasetOpt = None,
     data_dir: DataDirOpt = None,
     protocol: ProtocolOpt = None,

@@ -150,9 +150,12 @@ class HopfieldRetrieval(Memory):
         returned, if they differ from the keys. 2-D query and memory give a 2-D result.
         """
         unbatched = query.ndim == 2 and stored.ndim == 2
-        q, k, v = self._heads(query, stored, values)
         p = self.dropout if self.training else 0.0
-        if beta is None or isinstance(beta, (int, float)):
+        single = beta is None or isinstance(beta, (int, float))
+        if single and values is None and self._folds(query, stored):
+            return self._shared_query(_batched(query), stored, beta, p)
+        q, k, v = self._heads(query, stored, values)
+        if single:
             beta = self.beta if beta is None else float(beta)
             z = attend(q, k, v, scale=beta, dropout=p)
             out = self.w_o(rearrange(z, "b h q e -> b q (h e)"))
@@ -182,6 +185,41 @@ class HopfieldRetrieval(Memory):
         z = weights.transpose(-1, -2) @ v  # [B, H, Q, e]
         out = self.w_o(rearrange(z, "b h q e -> b q (h e)"))
         return out[0] if unbatched else out
+
+    def _folds(self, query: torch.Tensor, stored: torch.Tensor) -> bool:
+        """Whether :meth:`_shared_query` applies: one query set shared by a batch of memories,
+        one head, learned linear projections, no normalisation."""
+        return (
+            (query.ndim == 2 or query.shape[0] == 1)
+            and stored.ndim == 3
+            and stored.shape[0] > 1
+            and self.heads == 1
+            and not self.normalize
+            and isinstance(self.w_k, nn.Linear)
+            and isinstance(self.w_v, nn.Linear)
+        )
+
+    def _shared_query(
+        self, query: torch.Tensor, stored: torch.Tensor, beta: float | None, p: float
+    ) -> torch.Tensor:
+        """The retrieval for a query set ``[1, Q, d]`` shared by every sample (pooling).
+
+        Same formula, associated the other way round: with ξ shared,
+        (ξ W_Q)(Y W_K)ᵀ = (ξ W_Q W_K) Yᵀ and A (Y W_V) W_Oᵀ = (A Y)(W_O W_V)ᵀ, so the
+        ``[Q, d]`` state and the ``[d, d]`` product are formed once per step and the stored
+        tokens are never projected: two ``[B·S, d] × [d, d]`` matmuls (and their backward)
+        fewer per call, which made HSC's pooling levels the costliest part of mpcl's step.
+        """
+        beta = self.beta if beta is None else float(beta)
+        state = self.w_q(query)[0] @ self.w_k.weight  # [Q, d], in Y's coordinates
+        # laid out [B, S, Q]: one plain [B·S, d] × [d, Q] matmul, and the softmax over S then
+        # vectorises along Q (see the mixed-scale branch of forward)
+        scores = stored @ state.T
+        weights = torch.softmax(scores if beta == 1.0 else scores * beta, dim=-2)
+        if p:
+            weights = F.dropout(weights, p)
+        mixed = weights.transpose(-1, -2) @ stored  # [B, Q, d]: A Y
+        return F.linear(mixed, self.w_o.weight @ self.w_v.weight, self.w_o.bias)
 
 
 class HopfieldPooling(Memory):

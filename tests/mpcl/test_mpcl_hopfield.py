@@ -114,6 +114,28 @@ def test_pooling_uses_learned_queries():
     torch.testing.assert_close(pool(tokens[:, torch.randperm(7)]), out, atol=float(tol), rtol=0)
 
 
+def test_shared_query_pooling_has_closed_form_gradients():
+    """Pooling folds W_K into the shared state and W_V into W_O (never projecting the
+    tokens); outputs and every gradient must equal the unfolded formula's."""
+    torch.manual_seed(6)
+    pool = HopfieldPooling(dim=8, queries=3).train()
+    tokens = torch.randn(4, 7, 8, requires_grad=True)
+    assert pool.retrieval._folds(pool.queries, tokens)  # the folded path is the one tested
+    weights = torch.randn(4, 3, 8)
+    (pool(tokens) * weights).sum().backward()
+    folded = {n: p.grad.clone() for n, p in pool.named_parameters()}
+    folded["tokens"] = tokens.grad.clone()
+    pool.zero_grad()
+    tokens.grad = None
+    state = pool.queries.expand(4, 3, 8)
+    (closed_form(pool.retrieval, state, tokens, pool.retrieval.beta) * weights).sum().backward()
+    plain = {n: p.grad for n, p in pool.named_parameters()}
+    plain["tokens"] = tokens.grad
+    assert folded.keys() == plain.keys()
+    for name in plain:
+        torch.testing.assert_close(folded[name], plain[name], msg=name)
+
+
 def test_registry_builds_memories(registry):
     m = registry.get("memory", "hopfield").build({"heads": 2, "beta": 0.5}, dim=8)
     assert isinstance(m, HopfieldRetrieval) and m.heads == 2 and m.beta == 0.5

@@ -318,7 +318,7 @@ class MPCLNet(nn.Module):
             total = total + cfg.prd_weight * terms["prd"]
         if self.pcl is not None:
             u, v = self.bank_phys.bank, self.bank_behav.bank
-            terms["pcl"] = self.pcl(p.x, p.y, u, v)
+            terms["pcl"] = self.pcl(p.x, p.y, u, v, target=target)
             total = total + cfg.pcl_weight * terms["pcl"]
         if self.skip is not None:
             terms["skip"] = self.skip.penalty()  # already carries λ_skip / 2

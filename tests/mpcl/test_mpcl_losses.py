@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 import torch
-from affectkit_mpcl.pcl import PCL, contrastive
+from affectkit_mpcl.pcl import PCL, contrastive, same_label
 from affectkit_mpcl.prd import PRD
 
 N, D, B = 12, 16, 8
@@ -39,7 +39,7 @@ def test_prd_teacher_only_moves_the_student():
     assert s_y.grad.abs().max() > 0
 
 
-def make_pcl(objective="infoloob", beta=1.0):
+def make_pcl(objective="infoloob", beta=1.0, negatives="other-labels"):
     from affectkit_mpcl.hopfield import HopfieldRetrieval
 
     return PCL(
@@ -48,6 +48,7 @@ def make_pcl(objective="infoloob", beta=1.0):
         objective=objective,
         tau=0.1,
         beta=beta,
+        negatives=negatives,
     )
 
 
@@ -97,6 +98,55 @@ def test_infonce_exceeds_infoloob_and_loob_drops_the_positive():
     )
     assert per_row[0] == pytest.approx(manual.item())
     torch.testing.assert_close(contrastive(a, p, 0.1, "infoloob"), per_row.mean())
+
+
+def test_same_label_pairs_windows_of_one_trial():
+    t = torch.softmax(torch.randn(3, 5), -1)
+    target = t[torch.tensor([0, 1, 0, 2, 1])]  # windows of trials 0, 1, 0, 2, 1
+    target[2] += 1e-5  # rounding-level differences still count as the same label
+    same = same_label(target, tol=1e-3)
+    expected = torch.tensor([[a == b for b in [0, 1, 0, 2, 1]] for a in [0, 1, 0, 2, 1]])
+    assert torch.equal(same, expected)
+
+
+def test_contrastive_leaves_same_label_negatives_out():
+    """Each row's sum over j skips the excluded pairs; a row left without any negative
+    drops out of the mean, with finite gradients everywhere."""
+    torch.manual_seed(6)
+    a = torch.nn.functional.normalize(torch.randn(B, D), dim=-1).requires_grad_()
+    p = torch.nn.functional.normalize(torch.randn(B, D), dim=-1)
+    group = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3])
+    exclude = group[:, None] == group[None, :]
+    logits = a.detach() @ p.T / 0.1
+    for objective in ("infoloob", "infonce"):
+        rows = []
+        for r in range(B):
+            keep = [
+                j for j in range(B) if group[j] != group[r] or (j == r and objective == "infonce")
+            ]
+            rows.append(torch.logsumexp(logits[r, keep], 0) - logits[r, r])
+        torch.testing.assert_close(
+            contrastive(a.detach(), p, 0.1, objective, exclude), torch.stack(rows).mean()
+        )
+    # with every sample of one label nothing is left to contrast: zero loss, zero gradient
+    alone = torch.ones(B, B, dtype=torch.bool)
+    loss = contrastive(a, p, 0.1, "infoloob", alone)
+    loss.backward()
+    assert loss == 0 and torch.isfinite(a.grad).all() and a.grad.abs().max() == 0
+
+
+def test_pcl_with_distinct_targets_equals_the_paper_form():
+    """other-labels changes nothing when every target differs, and only the same-label
+    pairs when some repeat."""
+    torch.manual_seed(7)
+    x, y = torch.randn(B, D), torch.randn(B, D)
+    u, v = torch.randn(N, D), torch.randn(N, D)
+    distinct = torch.softmax(torch.randn(B, 5), -1)
+    masked, paper = make_pcl(), make_pcl(negatives="all")
+    torch.testing.assert_close(masked(x, y, u, v, target=distinct), paper(x, y, u, v))
+    torch.testing.assert_close(paper(x, y, u, v, target=distinct), paper(x, y, u, v))
+    repeated = distinct[torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])]
+    assert not torch.isclose(masked(x, y, u, v, target=repeated), paper(x, y, u, v))
 
 
 def test_registry_builds_losses(registry):

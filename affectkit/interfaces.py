@@ -74,7 +74,8 @@ class Loss(nn.Module, ABC):
 
     Built as ``factory(config, dim=d)``; accept and ignore runtime keywords you do not need.
     The inputs of ``forward`` are the caller's: mpcl calls its ``prd`` slot as
-    ``loss(s_x, s_y, U, V)`` and its ``pcl`` slot as ``loss(x, y, U, V)``. The result must be
+    ``loss(s_x, s_y, U, V)`` and its ``pcl`` slot as ``loss(x, y, U, V, target=Y)`` (``Y``:
+    the batch's label distributions ``[B, K]``). The result must be
     differentiable and ``forward`` must not change the module in place (fold-parallel
     training evaluates it under ``vmap``).
     """

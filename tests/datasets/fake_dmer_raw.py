@@ -11,20 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from affectkit_datasets.dmer import EMOTIONS
 
 RATES = {"eeg": 300, "gsr": 4, "ppg": 100}
-EMOTIONS = (
-    "inspired",
-    "alert",
-    "excited",
-    "enthusiastic",
-    "determined",
-    "afraid",
-    "upset",
-    "nervous",
-    "scared",
-    "distressed",
-)
 
 
 def simulate(modality: str, seconds: float, rng: np.random.Generator, fs: float = 0) -> np.ndarray:

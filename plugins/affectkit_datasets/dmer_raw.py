@@ -43,7 +43,7 @@ from .dmer_features import (
     filter_eeg,
     trial_features,
 )
-from .sources import check_unique, natural_sorted, unreadable
+from .sources import select_subjects, unreadable
 
 # the "affectkit" logger is the one the CLI prints warnings of
 logger = logging.getLogger("affectkit.dmer_raw")
@@ -251,27 +251,16 @@ class DmerRawReader(DatasetReader):
         found = {
             p.name: p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
         }
-        if self.config.subjects is not None:
-            missing = [s for s in self.config.subjects if s not in found]
-            if missing:
-                raise UserError(
-                    f"dmer-raw subject folder(s) {', '.join(str(folder / s) for s in missing)} "
-                    f"not found. Fix dataset.subjects (folders present: "
-                    f"{', '.join(natural_sorted(found)) or 'none'}) or add the folders."
-                )
-            names = list(self.config.subjects)
-        else:
-            names = natural_sorted(found)
-        if not names:
-            raise UserError(
-                f"{folder} holds no subject folders. A dmer-raw folder holds {_LAYOUT}."
-            )
-        check_unique(
-            ((s, str(found[s])) for s in names),
-            "dmer-raw subject",
-            "Keep one folder per subject and list each subject once in dataset.subjects.",
+        return select_subjects(
+            found,
+            self.config.subjects,
+            what="dmer-raw subject",
+            expected=lambda s: folder / s,
+            present="folders",
+            empty=f"{folder} holds no subject folders. A dmer-raw folder holds {_LAYOUT}.",
+            unique_fix="Keep one folder per subject and list each subject once in "
+            "dataset.subjects.",
         )
-        return [(s, found[s]) for s in names]
 
     def _trials(self, sid: str, folder: Path) -> dict[int, dict[str, Path]]:
         """trial id -> modality -> file, for the selected modalities; every one present."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from affectkit import Registry, hookimpl
 
 from .dmer import DmerConfig, DmerReader
+from .dmer_raw import DmerRawConfig, DmerRawReader
 from .synthetic import SyntheticConfig, SyntheticReader
 from .wesad import WesadConfig, WesadReader
 
@@ -13,4 +14,5 @@ from .wesad import WesadConfig, WesadReader
 def affectkit_register(registry: Registry) -> None:
     registry.register("dataset", "synthetic", SyntheticReader, SyntheticConfig, tags={"embedded"})
     registry.register("dataset", "dmer", DmerReader, DmerConfig, tags={"files", "real"})
+    registry.register("dataset", "dmer-raw", DmerRawReader, DmerRawConfig, tags={"files", "real"})
     registry.register("dataset", "wesad", WesadReader, WesadConfig, tags={"files", "real"})

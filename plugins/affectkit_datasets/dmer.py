@@ -27,7 +27,7 @@ from pydantic import Field
 from affectkit import DatasetConfig, DatasetReader, EmotionDataset, UserError
 
 from .dmer_features import ALIGN_DROP, EEG_BANDS
-from .sources import check_unique, natural_sorted, unreadable
+from .sources import select_subjects, unreadable
 
 # 2: window ranks no longer mix subject "1" trial 10 with subject "11" trial 0; ratings
 # must be 1-5; ids equal up to zero padding are refused
@@ -209,29 +209,17 @@ class DmerReader(DatasetReader):
             for p in folder.glob("*.mat")
             if p.is_file() and not p.stem.endswith(LABEL_SUFFIX)
         }
-        if self.config.subjects is not None:
-            missing = [s for s in self.config.subjects if s not in found]
-            if missing:
-                raise UserError(
-                    f"DMER feature file(s) {', '.join(str(folder / f'{s}.mat') for s in missing)} "
-                    f"not found. Fix dataset.subjects (files present: "
-                    f"{', '.join(natural_sorted(found)) or 'none'}) or add the files."
-                )
-            names = list(self.config.subjects)
-        else:
-            names = natural_sorted(found)
-        if not names:
-            raise UserError(
-                f"{folder} holds no <subject_id>.mat feature files. Point --data-dir at the "
-                f"folder of DMER feature files ({PUBLISHED})."
-            )
-        check_unique(
-            ((s, str(found[s])) for s in names),
-            "DMER subject",
-            "Keep one feature file per subject (remove or rename the other) and list each "
-            "subject once in dataset.subjects.",
+        return select_subjects(
+            found,
+            self.config.subjects,
+            what="DMER subject",
+            expected=lambda s: folder / f"{s}.mat",
+            present="files",
+            empty=f"{folder} holds no <subject_id>.mat feature files. Point --data-dir at the "
+            f"folder of DMER feature files ({PUBLISHED}).",
+            unique_fix="Keep one feature file per subject (remove or rename the other) and list "
+            "each subject once in dataset.subjects.",
         )
-        return [(s, found[s]) for s in names]
 
     def source_files(self) -> list[Path]:
         files = []

@@ -8,7 +8,7 @@ sit on both sides of a subject-independent split. Readers therefore refuse such 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from affectkit import UserError
@@ -46,6 +46,39 @@ def check_unique(ids: Iterable[tuple[str, str]], what: str, fix: str) -> None:
                 f"recording would sit on both sides of a train/test split. {fix}"
             )
         seen[key] = (sid, source)
+
+
+def select_subjects(
+    found: Mapping[str, Path],
+    requested: list[str] | None,
+    *,
+    what: str,
+    expected: Callable[[str], Path],
+    present: str,
+    empty: str,
+    unique_fix: str,
+) -> list[tuple[str, Path]]:
+    """The ``(id, path)`` of every requested subject (all of ``found`` for None), in order.
+
+    A requested id missing from ``found`` is named by its ``expected`` path, beside the
+    ``present`` ones (e.g. "files"); ``empty`` is the error when nothing is left; ids equal
+    up to zero padding or case are refused (:func:`check_unique`, ``what``/``unique_fix``).
+    """
+    if requested is not None:
+        missing = [s for s in requested if s not in found]
+        if missing:
+            raise UserError(
+                f"{what} {present} {', '.join(str(expected(s)) for s in missing)} not found. "
+                f"Fix dataset.subjects ({present} present: "
+                f"{', '.join(natural_sorted(found)) or 'none'}) or add the {present}."
+            )
+        names = list(requested)
+    else:
+        names = natural_sorted(found)
+    if not names:
+        raise UserError(empty)
+    check_unique(((s, str(found[s])) for s in names), what, unique_fix)
+    return [(s, found[s]) for s in names]
 
 
 def unreadable(path: Path | str, exc: OSError, fix: str) -> UserError:

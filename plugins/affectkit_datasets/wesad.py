@@ -32,7 +32,9 @@ from .wesad_features import FEATURE_NAMES, SubjectFeatures, SubjectTask, process
 from .wesad_io import ALIGNMENT_FILE, read_alignment, subject_layout
 from .wesad_quest import CONDITIONS, PANAS_ITEMS
 
-VERSION = "1"
+# 2: the FFT-std feature of the BVP and EDA statistics is the std of the complex FFT
+# (dmer_features, issue 17), not of its real part
+VERSION = "2"
 #: DMER emotion -> WESAD PANAS item
 DMER_ITEMS: dict[str, str] = {
     "inspired": "Inspired",

@@ -744,7 +744,9 @@ def plot_sweep(curve: SweepCurve, path: Path) -> Path:
     styles = ["--", ":", "-.", (0, (1, 3))]
     fig = _figure(11.0, 4.6)
     axes = fig.subplots(1, len(SWEEP_METRICS))
-    x = np.array([float(v) for v in curve.values])
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in curve.values)
+    # a sweep over names (e.g. protocol.adapt) gets evenly spaced, labelled positions
+    x = np.array([float(v) for v in curve.values]) if numeric else np.arange(len(curve.values))
     leaf = curve.key.rsplit(".", 1)[-1]
     for ax, metric in zip(axes, SWEEP_METRICS, strict=True):
         for m in curve.methods:
@@ -757,6 +759,8 @@ def plot_sweep(curve: SweepCurve, path: Path) -> Path:
         arrow = "higher is better" if METRICS[metric].higher_is_better else "lower is better"
         ax.set_title(f"{metric} ({arrow})", fontsize=10)
         ax.set_xlabel(leaf)
+        if not numeric:
+            ax.set_xticks(x, [str(v) for v in curve.values])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, ncol=2)
     refs = ", ".join(

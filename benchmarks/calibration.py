@@ -8,9 +8,11 @@ with the numbers in ``<name>.json``.
 Experiments (``--only NAME,...``):
 
 - ``wesad``: real WESAD wrist subset, ``subject-calibrated`` with ``adapt: finetune``, the
-  first 0 / 5 / 10 / 20 % of each condition as calibration;
-- ``wesad-adapt``: the same data at 10 %: how the calibration windows are used (joined
-  with weight 1 / 10, fine-tuned, fine-tuned with per-subject normalisation);
+  first 5 / 10 / 20 % of each condition as calibration (0 % is the subject-independent
+  reference run, which it equals fold for fold);
+- ``wesad-adapt``, ``wesad-weight``, ``wesad-normalize``: the same data at 10 %, how the
+  calibration windows are used: joined vs fine-tuned; joined with weight 1 vs 10;
+  fine-tuned with global vs per-subject normalisation;
 - ``synthetic``: the default synthetic benchmark (per-subject gains and offsets by
   construction), the same sweep as ``wesad``.
 
@@ -40,7 +42,8 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "calibration"
 WESAD = os.environ.get("AFFECTKIT_WESAD_DIR") or str(ROOT.parent.parent / "shared/data/wesad-wrist")
 ON_WESAD = ["dataset.name=wesad", f"dataset.data_dir={WESAD}"]
-CURVE = "protocol.calibration_fraction=0,0.05,0.1,0.2"
+# 0 is left out: calibration_fraction=0 is the subject-independent reference, fold for fold
+CURVE = "protocol.calibration_fraction=0.05,0.1,0.2"
 FINETUNE = ["protocol.name=subject-calibrated", "protocol.adapt=finetune"]
 
 #: name -> (overrides, sweep, references: None = the defaults, "none" = none)

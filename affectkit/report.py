@@ -694,7 +694,8 @@ def sweep_markdown(curve: SweepCurve) -> str:
             for c, r, _ in cols:
                 mean, std = curve.cell(r, m, metric)
                 text = "—" if not np.isfinite(mean) else f"{mean:.4f} ± {std:.4f}"
-                cells.append(f"**{text}**" if best.get(c) == m else text)
+                text = f"**{text}**" if best.get(c) == m else text
+                cells.append(text + _unfinished(r, m))
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         if any(w is not None and np.isfinite(w) for _, _, w in cols):
             cells = ["" if w is None or not np.isfinite(w) else f"{w:.1f}" for _, _, w in cols]
@@ -704,6 +705,14 @@ def sweep_markdown(curve: SweepCurve) -> str:
             lines += _gap_table(curve, metric, si, sd, leaf)
         lines += _near_best(curve, metric, leaf)
     return "\n".join(lines)
+
+
+def _unfinished(results: Mapping[str, Any], method: str) -> str:
+    """`` (k/n folds)`` for a method whose run is not complete yet, else nothing."""
+    r = results.get("methods", {}).get(method)
+    if not r or r.get("complete", True):
+        return ""
+    return f" ({len(r['folds'])}/{r.get('folds_expected', '?')} folds)"
 
 
 def _gap_table(curve: SweepCurve, metric: str, si, sd, leaf: str) -> list[str]:

@@ -62,6 +62,11 @@ def test_calibration_sweep_writes_runs_references_and_the_curve(tmp_path, run_cl
     code, text = run_cli("report", out)
     assert code == 0 and "sweep report" in text
     assert "| mlp | " in (out / "sweep.md").read_text()
+    # a run still going shows how far each method is
+    results = json.loads((out / "reference-subject-dependent" / "results.json").read_text())
+    results["methods"]["mlp"]["complete"] = False
+    (out / "reference-subject-dependent" / "results.json").write_text(json.dumps(results))
+    assert "(4/4 folds)" in write_sweep_report(out).read_text()
 
 
 def test_sweep_stops_on_a_bad_value_before_any_run(tmp_path, run_cli):

@@ -187,6 +187,7 @@ def run_bench(
             "protocol_description": protocol.describe(data)
             + (f"; {tune.label()}" if tune is not None else ""),
             "leaky": bool(type(protocol).leaky),
+            "transductive": bool(protocol.transductive),
             "n_folds": n_folds,
             "fold_names": [f.name for f in folds],
             "config": first.model_dump(mode="json", exclude={"method", "output"}),

@@ -7,6 +7,8 @@ from .metrics import METRICS
 from .protocols import (
     SampleRandom,
     SampleRandomConfig,
+    SubjectCalibrated,
+    SubjectCalibratedConfig,
     SubjectDependent,
     SubjectDependentConfig,
     SubjectIndependent,
@@ -26,6 +28,7 @@ def affectkit_register(registry: Registry) -> None:
     )
     registry.register("protocol", "subject-dependent", SubjectDependent, SubjectDependentConfig)
     registry.register("protocol", "sample-random", SampleRandom, SampleRandomConfig, tags={"leaky"})
+    registry.register("protocol", "subject-calibrated", SubjectCalibrated, SubjectCalibratedConfig)
     for name, metric in METRICS.items():
         registry.register(
             "metric",

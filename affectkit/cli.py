@@ -309,6 +309,22 @@ def bench(
             "(as `affectkit tune`), then train the best and score the test part",
         ),
     ] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option(
+            "--sweep",
+            help="KEY=V1,V2,...: one run per value in OUT/<key>=<value>, then the curve "
+            "(sweep.md, figures/sweep.png), e.g. protocol.calibration_fraction=0,0.05,0.1,0.2",
+        ),
+    ] = None,
+    references: Annotated[
+        str | None,
+        typer.Option(
+            "--references",
+            help="with --sweep: protocols run as reference levels (default for "
+            "subject-calibrated: subject-independent,subject-dependent; 'none' = none)",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate methods on a dataset under a protocol and print one table.
 
@@ -347,6 +363,23 @@ def bench(
         else None
     )
     run_dir = Path(configs[0].output.dir or default_run_dir())
+    if sweep:
+        _bench_sweep(
+            sweep,
+            references,
+            run_dir,
+            methods=expand_methods(method) if method else [None],
+            files=config or [],
+            flags=_flags(dataset, data_dir, protocol, seed, device, out, overwrite),
+            overrides=set_ or [],
+            seeds=_parse_seeds(seeds),
+            use_cache=not no_cache,
+            engine=engine,
+            nested=nested,
+        )
+        return
+    if references:
+        raise UserError("--references only goes with --sweep.")
     resume = (
         f"finished folds are saved in {run_dir}; run the same command with --out "
         f"{_quote(run_dir)} to resume"
@@ -398,6 +431,44 @@ def bench(
         )
 
 
+def _bench_sweep(
+    spec: str,
+    references: str | None,
+    run_dir: Path,
+    *,
+    seeds: list[int] | None,
+    engine: Any,
+    nested: Any,
+    **kw: Any,
+) -> None:
+    """``bench --sweep``: every value (and reference protocol) as its own bench run."""
+    from .bench import run_bench
+    from .report import write_sweep_report
+    from .sweep import bench_sweep
+
+    resume = f"finished folds are saved under {run_dir}; run the same command to resume"
+
+    def run(configs: list[Any], directory: Path, data: Any) -> dict[str, Any]:
+        console.print(f"[bold]{directory.name}[/]")
+        with _progress() as progress:
+            results, _ = run_bench(
+                configs,
+                seeds=seeds,
+                run_dir=directory,
+                data=data,
+                callbacks=_RichCallbacks(progress),  # type: ignore[arg-type]
+                executor=engine,
+                tune=nested,
+            )
+        print_results(results)
+        return results
+
+    with _interrupted_exit(resume):
+        bench_sweep(spec, references, run_dir, default_method=_default_method(), run=run, **kw)
+    path = write_sweep_report(run_dir)
+    console.print(f"sweep: {run_dir}; curve: {path}", markup=False, highlight=False)
+
+
 @contextlib.contextmanager
 def _interrupted_exit(what_is_kept: str) -> Iterator[None]:
     """Ctrl-C or a full disk: say what survived and how to go on, without a traceback
@@ -447,6 +518,11 @@ def report(
         "The report is written into the run directory: make it writable (chmod u+w, or "
         "remount read-write), or copy it somewhere writable and pass the copy.",
     )
+    if (run_dir / "sweep.json").is_file():  # a `bench --sweep` directory: the curve
+        from .report import write_sweep_report
+
+        console.print(f"sweep report: {write_sweep_report(run_dir)}")
+        return
     path = write_report(run_dir)
     console.print(f"report: {path}  (figures in {run_dir / 'figures'})")
 

@@ -266,3 +266,31 @@ class Standardizer:
         mean = {k[6:]: np.asarray(v) for k, v in arrays.items() if k.startswith("mean__")}
         std = {k[5:]: np.asarray(v) for k, v in arrays.items() if k.startswith("std__")}
         return cls(mean, std)
+
+
+@dataclass
+class SubjectStandardizer:
+    """Per-subject z-scoring (``normalize: per-subject``): each row is scaled with its own
+    subject's statistics; a subject without any (a test subject with no calibration
+    windows) gets ``pooled``, the training split's statistics."""
+
+    subjects: dict[str, Standardizer]
+    pooled: Standardizer
+
+    @classmethod
+    def fit(
+        cls, data: EmotionDataset, windows: Mapping[str, np.ndarray], pooled: np.ndarray
+    ) -> SubjectStandardizer:
+        """Statistics of subject ``s`` from rows ``windows[s]`` of ``data`` only; the
+        fallback from rows ``pooled``."""
+        subjects = {s: Standardizer.fit(data.subset(idx)) for s, idx in windows.items() if len(idx)}
+        return cls(subjects, Standardizer.fit(data.subset(pooled)))
+
+    def transform(self, data: EmotionDataset) -> EmotionDataset:
+        out = {m: np.empty_like(x) for m, x in data.modalities.items()}
+        for s in np.unique(data.subject):
+            rows = np.flatnonzero(data.subject == s)
+            part = self.subjects.get(str(s), self.pooled).transform(data.subset(rows))
+            for m, x in part.modalities.items():
+                out[m][rows] = x
+        return data.with_modalities(out)

@@ -1,9 +1,13 @@
 """The one evaluator every method goes through.
 
 For each fold of the protocol: carve validation out of the training split by the
-protocol's rule, fit a :class:`Standardizer` on the training split only, fit the method,
-predict every test sample, score the six metrics. Fold results are handed to the results
-store as soon as each fold ends.
+protocol's rule, fit a :class:`Standardizer` on the training split only (or, with
+``protocol.normalize: per-subject``, one per subject from the windows the protocol allows),
+fit the method, predict every test sample, score the six metrics. Under
+``subject-calibrated`` the test subject's calibration windows join training (repeated by
+``calibration_weight``) or, with ``adapt: finetune``, fine-tune a method trained on the
+other subjects (:meth:`~affectkit.training.TorchMethod.finetune`). Fold results are handed
+to the results store as soon as each fold ends.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .config import RunConfig
-from .data import EmotionDataset, Standardizer
+from .data import EmotionDataset, Standardizer, SubjectStandardizer
 from .errors import UserError
 from .interfaces import Fold, Method, Protocol
 from .metrics import METRIC_NAMES, METRICS, score
@@ -82,6 +86,95 @@ def fit_valid_split(
     return protocol.validation_split(data, fold.train, train_cfg.validation_fraction(), seed)
 
 
+POOLED = "(pooled)"
+
+
+@dataclass
+class FoldInputs:
+    """Every row a fold's fit may read, as indices into the dataset, and its normaliser.
+
+    ``fit`` may repeat rows (a calibration window counts ``calibration_weight`` times);
+    ``stats`` names the rows each set of normalisation statistics came from (per subject,
+    and :data:`POOLED` for the training split's own); ``calibration`` are the test
+    subjects' training windows (non-empty under ``subject-calibrated`` only).
+    """
+
+    fit: np.ndarray
+    valid: np.ndarray
+    calibration: np.ndarray
+    finetune: bool
+    stats: dict[str, np.ndarray]
+    normalizer: Standardizer | SubjectStandardizer
+
+
+def calibration_windows(protocol: Protocol, data: EmotionDataset, fold: Fold) -> np.ndarray:
+    """The fold's test subjects' own training windows, when the protocol calibrates."""
+    if not getattr(type(protocol), "calibrates", False):
+        return fold.train[:0]
+    return fold.train[np.isin(data.subject[fold.train], fold.test_subjects)]
+
+
+def weighted_rows(rows: np.ndarray, weight: float) -> np.ndarray:
+    """``rows`` with sample weight ``weight`` as repetition: ``floor(weight)`` copies of all,
+    then an evenly spread share ``weight - floor(weight)`` of them once more. Every method
+    (not only the neural ones, whose losses differ) then weighs them alike."""
+    whole = int(weight)
+    n_extra = round((weight - whole) * len(rows))
+    extra = rows[np.linspace(0, len(rows), n_extra, endpoint=False).astype(np.int64)]
+    return np.sort(np.r_[np.tile(rows, whole), extra]).astype(np.int64)
+
+
+def can_finetune(method: Any) -> bool:
+    """Whether a method (or method class) has the fine-tuning hook of ``adapt: finetune``."""
+    return callable(getattr(method, "finetune", None))
+
+
+def fold_inputs(
+    cfg: RunConfig,
+    data: EmotionDataset,
+    protocol: Protocol,
+    fold: Fold,
+    train_cfg: TrainConfig,
+    seed: int,
+    *,
+    finetune: bool = False,
+) -> FoldInputs:
+    """The (fit, validation) cut, calibration handling and normalisation of one fold.
+
+    With ``finetune`` (``adapt: finetune`` and a method that can) the calibration windows
+    leave ``fit``: the method trains on the other subjects and fine-tunes on them after.
+    """
+    fit_idx, valid_idx = fit_valid_split(protocol, data, fold, train_cfg, seed)
+    calib = calibration_windows(protocol, data, fold)
+    if len(calib):
+        own = np.isin(fit_idx, calib)
+        weight = 0.0 if finetune else float(getattr(cfg.protocol, "calibration_weight", 1.0))
+        fit_idx = np.sort(np.r_[fit_idx[~own], weighted_rows(fit_idx[own], weight)])
+    # Statistics from the training split only: the test fold never shapes the inputs
+    # (except per-subject under a transductive protocol, which says so).
+    stats = {POOLED: fold.train}
+    if getattr(cfg.protocol, "normalize", "global") == "per-subject":
+        windows = protocol.normalization_windows(data, fold)
+        norm: Standardizer | SubjectStandardizer = SubjectStandardizer.fit(
+            data, windows, fold.train
+        )
+        stats.update(windows)
+    else:
+        norm = Standardizer.fit(data.subset(fold.train))
+    return FoldInputs(fit_idx, valid_idx, calib, finetune, stats, norm)
+
+
+def plain_inputs(cfg: RunConfig) -> bool:
+    """Whether every fold's inputs are ``fit_valid_split`` + one :class:`Standardizer` (what
+    fold-parallel training implements)."""
+    p = cfg.protocol
+    return (
+        getattr(p, "normalize", "global") == "global"
+        and getattr(p, "calibration_weight", 1.0) == 1.0
+        and getattr(p, "adapt", "join") == "join"
+    )
+
+
 def fold_schedules(cfg: RunConfig, data: EmotionDataset) -> list[dict[str, Any]]:
     """The training length each fold of ``cfg`` will get on ``data`` (no training).
 
@@ -91,10 +184,14 @@ def fold_schedules(cfg: RunConfig, data: EmotionDataset) -> list[dict[str, Any]]
     train_cfg = method_train_config(cfg)
     protocol = build_protocol(cfg)
     out = []
+    finetune = getattr(cfg.protocol, "adapt", "join") == "finetune" and can_finetune(
+        get_registry().get("method", cfg.method.name).factory
+    )
     for fold in protocol.folds(data):
-        fit_idx, valid_idx = fit_valid_split(
-            protocol, data, fold, train_cfg, fold_seed(cfg.seed, fold.index)
+        inputs = fold_inputs(
+            cfg, data, protocol, fold, train_cfg, fold_seed(cfg.seed, fold.index), finetune=finetune
         )
+        fit_idx, valid_idx = inputs.fit, inputs.valid
         plan = resolve_schedule(train_cfg, len(fit_idx))
         out.append(
             {
@@ -151,18 +248,52 @@ def run_fold(
         raise UserError(f"fold {fold.name} of {data.name!r} has an empty train or test split.")
     fseed = fold_seed(seed, fold.index)
     train_cfg = method_train_config(cfg)
-    fit_idx, valid_idx = fit_valid_split(protocol, data, fold, train_cfg, fseed)
-    # Statistics from the training split only: the test fold never shapes the inputs.
-    norm = Standardizer.fit(data.subset(fold.train))
-    train = norm.transform(data.subset(fit_idx))
-    valid = norm.transform(data.subset(valid_idx)) if len(valid_idx) else None
-    test = norm.transform(data.subset(fold.test))
     method = build_method(cfg, data.spec, fseed)
+    adapt = getattr(cfg.protocol, "adapt", "join")
+    inputs = fold_inputs(
+        cfg,
+        data,
+        protocol,
+        fold,
+        train_cfg,
+        fseed,
+        finetune=adapt == "finetune" and can_finetune(method),
+    )
+    norm = inputs.normalizer
+    train = norm.transform(data.subset(inputs.fit))
+    valid = norm.transform(data.subset(inputs.valid)) if len(inputs.valid) else None
+    test = norm.transform(data.subset(fold.test))
     t0 = time.perf_counter()
     info = method.fit(train, valid, progress=callbacks.epoch) or {}
+    if getattr(type(protocol), "calibrates", False):
+        info = {**info, **_calibrate(cfg, data, fold, inputs, method, adapt)}
     return score_fold(
         cfg, fold, method, test, seed=fseed, fit_seconds=time.perf_counter() - t0, fit_info=info
     )
+
+
+def _calibrate(
+    cfg: RunConfig,
+    data: EmotionDataset,
+    fold: Fold,
+    inputs: FoldInputs,
+    method: Method,
+    adapt: str,
+) -> dict[str, Any]:
+    """Fine-tune on the calibration windows (``adapt: finetune``); what a fold records."""
+    subjects = data.subject[inputs.calibration]
+    info: dict[str, Any] = {
+        "calibration_windows": {s: int((subjects == s).sum()) for s in fold.test_subjects},
+        "adapt": "finetune" if inputs.finetune else "join",
+    }
+    if adapt == "finetune" and not inputs.finetune:
+        info["adapt"] = "join (the method has no finetune hook)"
+    if inputs.finetune and len(inputs.calibration):
+        p = cfg.protocol
+        calib = inputs.normalizer.transform(data.subset(inputs.calibration))
+        done = method.finetune(calib, steps=p.finetune_steps, lr=p.finetune_lr)  # type: ignore[attr-defined]
+        info.update({f"finetune_{k}": v for k, v in done.items()})
+    return info
 
 
 def score_fold(

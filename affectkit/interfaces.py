@@ -206,6 +206,19 @@ class Protocol(ABC):
     def describe(self, data: EmotionDataset) -> str:
         return self.config.name
 
+    @property
+    def transductive(self) -> bool:
+        """Whether a test subject's unlabelled test windows shape its inputs (per-subject
+        normalisation under subject-independent): results then say so, as for ``leaky``."""
+        return False
+
+    def normalization_windows(self, data: EmotionDataset, fold: Fold) -> dict[str, np.ndarray]:
+        """Per subject, the windows its own feature statistics come from under
+        ``normalize: per-subject``. Default: each subject's windows in the training split
+        (a test subject with none there gets the training split's pooled statistics)."""
+        subjects = data.subject[fold.train]
+        return {str(s): fold.train[subjects == s] for s in np.unique(subjects)}
+
 
 @dataclass(frozen=True)
 class Metric:

@@ -41,6 +41,7 @@ from .evaluate import (
     fit_valid_split,
     fold_seed,
     method_train_config,
+    plain_inputs,
     score_fold,
 )
 from .interfaces import Fold, Protocol
@@ -84,7 +85,7 @@ def can_run_parallel(
     factory = _method_class(cfg)
     if not (isinstance(factory, type) and issubclass(factory, TorchMethod)) or len(folds) < 2:
         return False
-    if not factory.fold_parallel:
+    if not factory.fold_parallel or not plain_inputs(cfg):  # per-subject stats, calibration
         return False
     sp = _splits(cfg, data, protocol, folds, seed)
     return len({len(s[2]) for s in sp}) == 1 and len({len(s[3]) for s in sp}) == 1

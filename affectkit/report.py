@@ -22,7 +22,7 @@ import numpy as np
 from .errors import UserError
 from .io import atomic_write, write_text
 from .metrics import METRIC_NAMES, METRICS, per_sample
-from .results import DamagedFile, ResultsStore, best_per_metric, load_results, warn
+from .results import DamagedFile, ResultsStore, best_per_metric, load_json, load_results, warn
 from .significance import MARKER_LEGEND, cell_marker, paired_tests
 
 SUBJECT_METRICS = ("kl", "intersection")
@@ -583,3 +583,219 @@ def write_report(run_dir: str | Path, *, n_trials: int = 4) -> Path:
         write_text(run_dir / "per_subject.csv", _subjects_csv(scores, order))
     md = report_markdown(results, tests, figures, scores, order, agreement, trials, skipped)
     return write_text(run_dir / "report.md", md)
+
+
+# --------------------------------------------------------------------------- sweeps
+SWEEP_METRICS = ("kl", "intersection")
+
+
+@dataclass
+class SweepCurve:
+    """One sweep's numbers: per method, per point (and per reference), mean and fold-std."""
+
+    key: str
+    values: list[Any]
+    points: list[dict[str, Any]]  # results.json of each value ({} where not run yet)
+    references: dict[str, dict[str, Any]]  # reference protocol -> its results.json
+    methods: list[str]
+
+    def cell(self, results: Mapping[str, Any], method: str, metric: str) -> tuple[float, float]:
+        r = results.get("methods", {}).get(method)
+        if not r or not r.get("folds"):
+            return float("nan"), float("nan")
+        s = r["summary"][metric]
+        return float(s["mean"]), float(s["std"])
+
+    def calibration_windows(self, results: Mapping[str, Any]) -> float:
+        """Mean calibration windows per test subject (recorded in every fold's fit_info)."""
+        counts = [
+            n
+            for r in results.get("methods", {}).values()
+            for f in r.get("folds", [])
+            for n in f.get("fit_info", {}).get("calibration_windows", {}).values()
+        ]
+        return float(np.mean(counts)) if counts else float("nan")
+
+
+def load_sweep(sweep_dir: str | Path) -> SweepCurve:
+    from .sweep import SWEEP_FILE
+
+    sweep_dir = Path(sweep_dir)
+    try:
+        meta = load_json(sweep_dir / SWEEP_FILE)
+    except (FileNotFoundError, DamagedFile):
+        raise UserError(
+            f"{sweep_dir / SWEEP_FILE} is missing or unreadable: {sweep_dir} is not the --out "
+            "folder of an `affectkit bench --sweep` run."
+        ) from None
+
+    def read(name: str) -> dict[str, Any]:
+        try:
+            return load_results(sweep_dir / name)
+        except UserError:
+            return {}  # a point not run yet (or killed before its first fold): an empty column
+
+    points = [read(d) for d in meta["points"]]
+    refs = {p: read(d) for p, d in meta.get("references", {}).items()}
+    methods: list[str] = []
+    for r in [*points, *refs.values()]:
+        methods += [m for m in r.get("methods", {}) if m not in methods]
+    if not methods:
+        raise UserError(f"{sweep_dir}: no run of the sweep has a finished fold yet.")
+    return SweepCurve(meta["key"], list(meta["values"]), points, refs, methods)
+
+
+def _ref_label(protocol: str, results: Mapping[str, Any]) -> str:
+    tag = " (transductive)" if results.get("transductive") else ""
+    return protocol + (" (leaky)" if results.get("leaky") else tag)
+
+
+def gap_closed(independent: float, dependent: float, value: float, metric: str) -> float:
+    """Share of the gap between the subject-independent and subject-dependent scores that
+    ``value`` closes (0 = no better than independent, 1 = as good as dependent)."""
+    if not np.isfinite([independent, dependent, value]).all() or independent == dependent:
+        return float("nan")
+    return (value - independent) / (dependent - independent) + 0.0  # no "-0%"
+
+
+def sweep_markdown(curve: SweepCurve) -> str:
+    leaf = curve.key.rsplit(".", 1)[-1]
+    first = next((p for p in curve.points if p), {})
+    lines = [
+        f"# Sweep of `{curve.key}`: {first.get('dataset', '?')}",
+        "",
+        f"Protocol of the sweep: {first.get('protocol_description', '?')} (at "
+        f"{leaf}={curve.values[curve.points.index(first)] if first else '?'}). "
+        f"Seeds: {first.get('seeds', '?')}. Mean ± std over folds; best per column in bold.",
+        "",
+    ]
+    refs = list(curve.references)
+    si, sd = curve.references.get("subject-independent"), curve.references.get("subject-dependent")
+    # columns: (label, results, calibration windows per test subject or None)
+    cols = [(_ref_label(p, curve.references[p]), curve.references[p], None) for p in refs[:1]]
+    cols += [
+        (f"{leaf}={v}", p, curve.calibration_windows(p))
+        for v, p in zip(curve.values, curve.points, strict=True)
+    ]
+    cols += [(_ref_label(p, curve.references[p]), curve.references[p], None) for p in refs[1:]]
+    for metric in SWEEP_METRICS:
+        hib = METRICS[metric].higher_is_better
+        lines += [f"## {metric} ({'higher' if hib else 'lower'} is better)", ""]
+        lines.append("| method | " + " | ".join(c for c, _, _ in cols) + " |")
+        lines.append("|---" * (len(cols) + 1) + "|")
+        best = {}
+        for c, r, _ in cols:
+            vals = {m: curve.cell(r, m, metric)[0] for m in curve.methods}
+            vals = {m: v for m, v in vals.items() if np.isfinite(v)}
+            if vals:
+                best[c] = (max if hib else min)(vals, key=vals.get)
+        for m in curve.methods:
+            cells = []
+            for c, r, _ in cols:
+                mean, std = curve.cell(r, m, metric)
+                text = "—" if not np.isfinite(mean) else f"{mean:.4f} ± {std:.4f}"
+                text = f"**{text}**" if best.get(c) == m else text
+                cells.append(text + _unfinished(r, m))
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        if any(w is not None and np.isfinite(w) for _, _, w in cols):
+            cells = ["" if w is None or not np.isfinite(w) else f"{w:.1f}" for _, _, w in cols]
+            lines.append("| *calibration windows per test subject* | " + " | ".join(cells) + " |")
+        lines.append("")
+        if si and sd:
+            lines += _gap_table(curve, metric, si, sd, leaf)
+        lines += _near_best(curve, metric, leaf)
+    return "\n".join(lines)
+
+
+def _unfinished(results: Mapping[str, Any], method: str) -> str:
+    """`` (k/n folds)`` for a method whose run is not complete yet, else nothing."""
+    r = results.get("methods", {}).get(method)
+    if not r or r.get("complete", True):
+        return ""
+    return f" ({len(r['folds'])}/{r.get('folds_expected', '?')} folds)"
+
+
+def _gap_table(curve: SweepCurve, metric: str, si, sd, leaf: str) -> list[str]:
+    lines = [
+        f"Share of each method's own {metric} gap between subject-independent and "
+        "subject-dependent that calibration closes:",
+        "",
+        "| method | " + " | ".join(f"{leaf}={v}" for v in curve.values) + " |",
+        "|---" * (len(curve.values) + 1) + "|",
+    ]
+    for m in curve.methods:
+        lo, hi = curve.cell(si, m, metric)[0], curve.cell(sd, m, metric)[0]
+        shares = [gap_closed(lo, hi, curve.cell(p, m, metric)[0], metric) for p in curve.points]
+        cells = ["—" if not np.isfinite(s) else f"{s:.0%}" for s in shares]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _near_best(curve: SweepCurve, metric: str, leaf: str) -> list[str]:
+    """Per point, the methods whose mean lies within their own fold-std of the best."""
+    hib = METRICS[metric].higher_is_better
+    out = [f"Within one fold-std of the best {metric}:", ""]
+    for v, p in zip(curve.values, curve.points, strict=True):
+        cells = {m: curve.cell(p, m, metric) for m in curve.methods}
+        cells = {m: c for m, c in cells.items() if np.isfinite(c[0])}
+        if not cells:
+            continue
+        best = (max if hib else min)(c[0] for c in cells.values())
+        near = [m for m, (mean, std) in cells.items() if abs(mean - best) <= std]
+        out.append(f"- {leaf}={v}: {', '.join(near)}")
+    return [*out, ""]
+
+
+def plot_sweep(curve: SweepCurve, path: Path) -> Path:
+    """KL and intersection against the swept value, one line per method; the reference
+    protocols as horizontal lines in the method's colour (dashed, dotted, ...)."""
+    colors = _colors(curve.methods)
+    styles = ["--", ":", "-.", (0, (1, 3))]
+    fig = _figure(11.0, 4.6)
+    axes = fig.subplots(1, len(SWEEP_METRICS))
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in curve.values)
+    # a sweep over names (e.g. protocol.adapt) gets evenly spaced, labelled positions
+    x = np.array([float(v) for v in curve.values]) if numeric else np.arange(len(curve.values))
+    leaf = curve.key.rsplit(".", 1)[-1]
+    for ax, metric in zip(axes, SWEEP_METRICS, strict=True):
+        for m in curve.methods:
+            y = np.array([curve.cell(p, m, metric)[0] for p in curve.points])
+            ax.plot(x, y, marker="o", color=colors[m], label=m, linewidth=1.6)
+            for r, ls in zip(curve.references.values(), styles, strict=False):
+                level = curve.cell(r, m, metric)[0]
+                if np.isfinite(level):
+                    ax.axhline(level, color=colors[m], linestyle=ls, linewidth=0.8, alpha=0.7)
+        arrow = "higher is better" if METRICS[metric].higher_is_better else "lower is better"
+        ax.set_title(f"{metric} ({arrow})", fontsize=10)
+        ax.set_xlabel(leaf)
+        if not numeric:
+            ax.set_xticks(x, [str(v) for v in curve.values])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, ncol=2)
+    refs = ", ".join(
+        f"{_ref_label(p, r)} {'dashed' if i == 0 else 'dotted' if i == 1 else 'other'}"
+        for i, (p, r) in enumerate(curve.references.items())
+    )
+    first = next((p for p in curve.points if p), {})
+    fig.suptitle(
+        f"{first.get('dataset', '')}: mean over folds and seeds {first.get('seeds', '')}"
+        + (f"; reference levels: {refs}" if refs else ""),
+        fontsize=9,
+    )
+    return _save(fig, path)
+
+
+def write_sweep_report(sweep_dir: str | Path) -> Path:
+    """Write ``sweep.md`` (always) and ``figures/sweep.png`` (when matplotlib is
+    installed) into a ``bench --sweep`` directory; returns the markdown's path."""
+    import importlib.util
+
+    sweep_dir = Path(sweep_dir)
+    curve = load_sweep(sweep_dir)
+    md = sweep_markdown(curve)
+    if importlib.util.find_spec("matplotlib") is not None:
+        plot_sweep(curve, sweep_dir / "figures" / "sweep.png")
+        md += "\n![calibration curve](figures/sweep.png)\n"
+    else:
+        md += "\n(Install matplotlib, `pip install 'affectkit[plots]'`, for the figure.)\n"
+    return write_text(sweep_dir / "sweep.md", md)

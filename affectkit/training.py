@@ -485,6 +485,34 @@ class TorchMethod(Method):
             steps=steps,
         )
 
+    def finetune(self, data: EmotionDataset, steps: int, lr: float | None = None) -> dict[str, Any]:
+        """Train the fitted model on for ``steps`` optimiser steps on ``data`` alone: the
+        ``adapt: finetune`` hook of ``subject-calibrated`` (``data`` = a new person's
+        calibration windows, already normalised). Every method inherits it unchanged.
+
+        No validation (the calibration part is too small to hold some out), same loss,
+        optimiser and ``after_step`` as :meth:`fit`, at learning rate ``lr`` (default
+        ``train.lr``). Shrinkage towards the prior is dropped: that prior is the training
+        population's, and the calibration windows now speak for the person.
+        """
+        if self.model is None:
+            raise RuntimeError("fit the method before fine-tuning it")
+        device = self._ensure_model()
+        cfg = self.train_config.model_copy(update={"lr": lr or self.train_config.lr, "patience": 0})
+        info = train_loop(
+            self.model,
+            self.loss,
+            self.logits,
+            dataset_tensors(data, device),
+            None,
+            cfg,
+            seed=self.seed + 1,  # not the fit's batch order
+            after_step=self.after_step,
+            steps=steps,
+        )
+        self.shrinkage = None
+        return {k: info[k] for k in ("steps_run", "train_seconds", "final_train_loss")}
+
     @torch.no_grad()
     def predict(self, data: EmotionDataset) -> np.ndarray:
         device = self._ensure_model()

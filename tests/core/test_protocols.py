@@ -80,3 +80,89 @@ def test_sample_random_is_marked_leaky_and_mixes_trials(tiny_dataset):
     shared = set(keys[folds[0].train]) & set(keys[folds[0].test])
     assert shared, "the leaky protocol puts windows of one trial on both sides"
     assert not type(build("subject-independent")).leaky
+
+
+# --------------------------------------------------------------------- subject-calibrated
+def _calibrated(data, **cfg):
+    proto = build("subject-calibrated", **cfg)
+    return proto, proto.folds(data)
+
+
+def _own(data, fold):
+    """The test subject's calibration windows (its part of the training split)."""
+    return fold.train[np.isin(data.subject[fold.train], fold.test_subjects)]
+
+
+def test_calibrated_fraction_takes_the_first_windows_of_each_trial_then_a_gap(tiny_dataset):
+    data = tiny_dataset  # 6 windows per trial
+    proto, folds = _calibrated(data, calibration_fraction=0.34, gap=1)
+    assert len(folds) == len(data.subjects)
+    for f in folds:
+        own = _own(data, f)
+        assert set(data.window[own]) == {0, 1}  # round(0.34 * 6) = 2 windows per trial
+        assert set(data.window[f.test]) == {3, 4, 5}  # window 2 is the gap
+        assert set(data.subject[f.test]) == set(f.test_subjects)
+        others = np.setdiff1d(f.train, own)
+        assert len(others) == (data.subject != f.test_subjects[0]).sum()  # all of the others
+    assert "first 34% of each trial, gap 1" in proto.describe(data)
+
+
+def test_calibrated_zero_fraction_is_subject_independent_without_a_gap(tiny_dataset):
+    data = tiny_dataset
+    proto, folds = _calibrated(data, calibration_fraction=0)
+    independent = build("subject-independent").folds(data)
+    for f, g in zip(folds, independent, strict=True):
+        assert np.array_equal(f.train, g.train) and np.array_equal(f.test, g.test)
+    assert "none (calibration_fraction=0)" in proto.describe(data)
+
+
+def test_calibrated_seconds_and_trials(tiny_dataset):
+    data = tiny_dataset  # time = window index (s), trials 0-7
+    _, folds = _calibrated(data, calibration_seconds=2, gap=0)
+    assert set(data.window[_own(data, folds[0])]) == {0, 1}
+    assert set(data.window[folds[0].test]) == {2, 3, 4, 5}
+    proto, folds = _calibrated(data, calibration_trials=3)
+    assert set(data.trial[_own(data, folds[0])]) == {0, 1, 2}  # whole trials, no gap needed
+    assert set(data.trial[folds[0].test]) == set(range(3, 8))
+    assert "first 3 trial(s)" in proto.describe(data)
+    # the recording order, where the dataset declares it, decides which trials are early
+    s = folds[0].test_subjects[0]
+    data.info["trial_order"] = {s: [7, 5, 0, 1, 2, 3, 4, 6]}
+    _, folds = _calibrated(data, calibration_trials=2)
+    assert set(data.trial[_own(data, folds[0])]) == {5, 7}
+
+
+def test_calibrated_needs_exactly_one_amount_and_says_which(run_cli):
+    code, out = run_cli(
+        "config",
+        "show",
+        "--protocol",
+        "subject-calibrated",
+        "--set",
+        "protocol.calibration_fraction=0.1",
+        "--set",
+        "protocol.calibration_trials=2",
+    )
+    assert code == 2 and "Traceback" not in out
+    assert "protocol" in out and "calibration_fraction and calibration_trials" in out
+    # none given: the first 10 % of each trial
+    assert build("subject-calibrated").config.amount == ("calibration_fraction", 0.1)
+
+
+def test_calibrated_too_much_calibration_names_the_subject_and_fix(tiny_dataset):
+    with pytest.raises(UserError, match=r"subject 1: no test windows .*calibration_fraction=0.9"):
+        build("subject-calibrated", calibration_fraction=0.9).folds(tiny_dataset)
+
+
+def test_calibrated_validation_holds_out_training_subjects_not_the_test_subject(tiny_dataset):
+    data = tiny_dataset
+    proto, folds = _calibrated(data, calibration_fraction=0.34, gap=1)
+    for f in folds:
+        fit, valid = proto.validation_split(data, f.train, 0.34, seed=0)
+        assert len(valid) and not np.isin(data.subject[valid], f.test_subjects).any()
+        assert np.isin(_own(data, f), fit).all()
+    # on request, the later calibration windows of each trial validate, behind the gap
+    proto, folds = _calibrated(data, calibration_fraction=0.5, gap=0, validate_on="calibration")
+    fit, valid = proto.validation_split(data, folds[0].train, 0.34, seed=0)
+    assert set(data.subject[valid]) == set(folds[0].test_subjects)
+    assert set(data.window[valid]) == {2} and "validated on calibration" in proto.describe(data)

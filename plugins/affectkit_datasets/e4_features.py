@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy.ndimage import median_filter, uniform_filter1d
+from scipy.signal import find_peaks, peak_prominences
 
 from .dmer_features import GSR_FEATURE_NAMES, PPG_FEATURE_NAMES, bandpass_ppg, peripheral_stats
 
@@ -122,6 +123,29 @@ def bvp_features(x: np.ndarray, fs: float, first: np.ndarray, length: int) -> np
     )
 
 
+def scr_peaks(phasic: np.ndarray, amplitude_min: float) -> tuple[np.ndarray, np.ndarray]:
+    """SCR peak indices and amplitudes as ``nk.eda_peaks(phasic, method="neurokit",
+    amplitude_min=...)`` gives ``SCR_Peaks`` and ``SCR_Amplitude``.
+
+    neurokit finds each peak's onset (the nearest trough before it) with a pandas search per
+    peak and also times every recovery, which the features do not use: about 50 ms for one
+    90-s window at 4 Hz, too slow for a live stream. This is the same rule in numpy (tested
+    against neurokit), and it also answers for a flat signal, where neurokit raises.
+    """
+    peaks, _ = find_peaks(phasic)
+    if len(peaks) == 0:
+        return peaks.astype(np.int64), np.empty(0)
+    prominence = peak_prominences(phasic, peaks)[0]
+    # neurokit: prominence relative to the largest one (signal_findpeaks, relative_max)
+    peaks = peaks[~(prominence / np.max(prominence) < amplitude_min)]
+    troughs, _ = find_peaks(-phasic)
+    before = np.searchsorted(troughs, peaks, "left") - 1  # the last trough strictly before
+    amplitude = np.full(len(peaks), np.nan)
+    ok = before >= 0
+    amplitude[ok] = phasic[peaks[ok]] - phasic[troughs[before[ok]]]
+    return peaks.astype(np.int64), amplitude
+
+
 def eda_features(x: np.ndarray, fs: float, first: np.ndarray, length: int) -> np.ndarray:
     import neurokit2 as nk
 
@@ -129,17 +153,9 @@ def eda_features(x: np.ndarray, fs: float, first: np.ndarray, length: int) -> np
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # neurokit warns that 4 Hz is a low rate
         parts = nk.eda_phasic(x, sampling_rate=int(fs), method="highpass")
-        tonic = parts["EDA_Tonic"].to_numpy()
-        _, info = nk.eda_peaks(
-            parts["EDA_Phasic"].to_numpy(),
-            sampling_rate=int(fs),
-            method="neurokit",
-            amplitude_min=SCR_RELATIVE_MIN,
-        )
-    peaks = np.asarray(info["SCR_Peaks"], dtype=np.int64)
-    amp = np.nan_to_num(np.asarray(info["SCR_Amplitude"], dtype=np.float64))
-    order = np.argsort(peaks)
-    peaks, amp = peaks[order], amp[order]
+    tonic = parts["EDA_Tonic"].to_numpy()
+    peaks, amp = scr_peaks(parts["EDA_Phasic"].to_numpy(), SCR_RELATIVE_MIN)
+    amp = np.nan_to_num(amp)
     lo = np.searchsorted(peaks, first, "left")
     hi = np.searchsorted(peaks, first + length, "left")
     count = (hi - lo).astype(np.float64)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import io
+import itertools
 import logging
 import math
 import re
@@ -118,8 +119,9 @@ def zone(name: str) -> _dt.tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin")
-    return None  # pragma: no cover
+        raise ValueError(
+            f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin"
+        ) from None
 
 
 def wall(t_unix: float | None, tz: _dt.tzinfo) -> str | None:
@@ -306,7 +308,7 @@ def segment_starts(
 ) -> Iterator[tuple[int, int, float]]:
     """(segment, window, start unix) of every window inside a tag-delimited segment."""
     bounds = [t0, *tags, end]
-    for seg, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+    for seg, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         k = 0
         while lo + k * step_s + window_s <= hi + 1e-9:
             yield seg, k, lo + k * step_s

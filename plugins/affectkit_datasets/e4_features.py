@@ -26,14 +26,22 @@ samples after it and the live stream computes exactly what the offline reader do
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 
 import numpy as np
+from scipy import signal
 from scipy.ndimage import median_filter, uniform_filter1d
 from scipy.signal import find_peaks, peak_prominences
 
-from .dmer_features import GSR_FEATURE_NAMES, PPG_FEATURE_NAMES, bandpass_ppg, peripheral_stats
+from .dmer_features import (
+    GSR_FEATURE_NAMES,
+    PPG_BAND_HZ,
+    PPG_FEATURE_NAMES,
+    PPG_FILTER_ORDER,
+    peripheral_stats,
+)
 
 HRV_NAMES = ("hr_mean", "hr_std", "sdnn_ms", "rmssd_ms", "pnn50", "beats_valid")
 EDA_NK_NAMES = ("tonic_mean", "scr_count", "scr_amplitude_mean")
@@ -105,10 +113,17 @@ def hrv_features(peaks: np.ndarray, fs: float, first: np.ndarray, length: int) -
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _ppg_sos(fs: float) -> np.ndarray:
+    """:func:`dmer_features.bandpass_ppg`'s filter, designed once per rate rather than once
+    per window (the design cost as much as the filtering in a live stream)."""
+    return signal.butter(PPG_FILTER_ORDER, PPG_BAND_HZ, btype="bandpass", fs=fs, output="sos")
+
+
 def bvp_features(x: np.ndarray, fs: float, first: np.ndarray, length: int) -> np.ndarray:
     import neurokit2 as nk
 
-    filtered = bandpass_ppg(x, fs)
+    filtered = signal.sosfiltfilt(_ppg_sos(fs), np.asarray(x, dtype=np.float64), axis=-1)
     win = windows_of(filtered, first, length)
     # Elgendi's threshold is relative to the signal's mean power: stretches of weak pulse
     # (loose strap) lose every beat unless the amplitude is first levelled by a running RMS

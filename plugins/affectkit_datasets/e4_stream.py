@@ -228,6 +228,8 @@ def stream_windows(reader: E4Reader, source: Any, speed: float | None) -> Iterat
         raise UserError(
             f"--speed {speed}: give a positive number (10 = ten times real time) or max."
         )
+    if {"BVP", "EDA"} & set(reader.config.modalities.values()):
+        import neurokit2  # noqa: F401  seconds to import: before the first window, not in it
     if source == "-" or source is sys.stdin:
         return lines(reader, sys.stdin, "stdin")
     if hasattr(source, "read") or not isinstance(source, str | Path):

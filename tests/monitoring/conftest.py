@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fake_e4 import write_session
 
 LABELS = "start_s,end_s,calm,aroused\n" + "".join(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from affectkit_datasets.e4_features import FEATURE_NAMES, scr_peaks
+from affectkit_datasets.wesad import WesadConfig
 from fake_e4 import FS, START, signals, write_session
 
 from affectkit import UserError
 from affectkit.datasets import load_dataset
 from affectkit.plugins import get_registry
-from affectkit_datasets.e4_features import FEATURE_NAMES, scr_peaks
-from affectkit_datasets.wesad import WesadConfig
 
 
 def e4(data_dir, **kw):
@@ -59,7 +59,7 @@ def test_several_sessions_folder_and_zip(tmp_path):
     rows = d.subject == "1495447325_B"
     for m in d.modalities:
         np.testing.assert_array_equal(d.modalities[m][rows], single.modalities[m])
-    with pytest.raises(UserError, match="session.*nope.*not in"):
+    with pytest.raises(UserError, match=r"session.*nope.*not in"):
         e4(tmp_path / "all", sessions=["nope"])
 
 

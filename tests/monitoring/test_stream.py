@@ -46,7 +46,7 @@ def assert_same(tl, preds):
 def recording(tmp_path_factory):
     """A session with a tag and EDA missing for two minutes (windows there are imputed)."""
     sig = signals(420, seed=7)
-    sig["EDA"][int(180 * 4) : int(300 * 4)] = np.nan
+    sig["EDA"][180 * 4 : 300 * 4] = np.nan
     folder = tmp_path_factory.mktemp("rec") / "1495437325_A01A3A"
     return write_session(folder, 420, sig=sig, tags=(130.0,))
 

@@ -224,6 +224,13 @@ def _why(dt: float) -> str:
     return ""
 
 
+def _zone_shift(t: float, t0: float, end: float) -> float:
+    """The smallest timezone step (a multiple of 15 min, up to 14 h) that moves ``t`` into
+    ``(t0, end)``; 0 if none does."""
+    steps = sorted(range(-56, 57), key=abs)[1:]
+    return next((k * TIMEZONE_STEP_S for k in steps if t0 < t + k * TIMEZONE_STEP_S < end), 0.0)
+
+
 def _read_tags(export: Export, t0: float, end: float) -> list[float]:
     if not export.has("tags.csv"):
         return []
@@ -249,12 +256,13 @@ def _read_tags(export: Export, t0: float, end: float) -> list[float]:
         if t0 < t < end:
             tags.append(t)
             continue
-        dt = t - t0 if t <= t0 else t - end
-        if _why(dt):
+        shift = _zone_shift(t, t0, end)
+        if shift:
             raise UserError(
-                f"{source} line {i}: tag at {_utc(t)} lies {_offset(dt)} outside the recording "
-                f"({_utc(t0)} to {_utc(end)}). {_why(dt)}Correct the tag times (unix seconds, "
-                "UTC)."
+                f"{source} line {i}: tag at {_utc(t)} lies outside the recording "
+                f"({_utc(t0)} to {_utc(end)}), but inside it if moved by {_offset(shift)}: "
+                "the tag was written in a local timezone. Correct the tag times (unix "
+                "seconds, UTC)."
             )
         log.warning(
             f"{source} line {i}: tag at {_utc(t)} lies outside the recording "

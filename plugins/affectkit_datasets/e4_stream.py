@@ -294,6 +294,9 @@ def lines(reader: E4Reader, fh: IO[str] | Iterable[str], what: str) -> Iterator[
     line_no = 0
     for line_no, line in enumerate(fh, start=1):
         arrived = time.perf_counter()
+        if not line.endswith("\n"):  # only the last line can lack it: the writer stopped
+            log.warning(f"{what} line {line_no} {line!r} is cut short (no newline); left out.")
+            continue
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
@@ -303,7 +306,7 @@ def lines(reader: E4Reader, fh: IO[str] | Iterable[str], what: str) -> Iterator[
             if not math.isfinite(t) or len(parts) < 2:
                 raise ValueError
         except ValueError:
-            bad = _bad(what, line_no, line, "no time and modality", bad, line.endswith("\n"))
+            bad = _bad(what, line_no, line, "no time and modality", bad)
             continue
         if parts[1].lower() == "tag":
             if win.t0 is not None and t > win.seg_start:
@@ -322,7 +325,7 @@ def lines(reader: E4Reader, fh: IO[str] | Iterable[str], what: str) -> Iterator[
                 raise ValueError
         except ValueError:
             why = f"{sig} takes {ncol} value(s)"
-            bad = _bad(what, line_no, line, why, bad, line.endswith("\n"))
+            bad = _bad(what, line_no, line, why, bad)
             continue
         if win.t0 is None:
             win.start(t)
@@ -339,10 +342,8 @@ def lines(reader: E4Reader, fh: IO[str] | Iterable[str], what: str) -> Iterator[
     yield from win.finish(time.perf_counter())
 
 
-def _bad(what: str, line_no: int, line: str, why: str, count: int, complete: bool) -> int:
-    if not complete:
-        log.warning(f"{what} line {line_no} {line!r} is cut short (no newline); left out.")
-    elif count < 5:
+def _bad(what: str, line_no: int, line: str, why: str, count: int) -> int:
+    if count < 5:
         log.warning(f"{what} line {line_no} {line.strip()!r} cannot be read ({why}); skipped.")
     elif count == 5:
         log.warning(f"{what}: more unreadable lines; skipping them without a word each.")

@@ -46,6 +46,16 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[float, str, str]:
     return wall, proc.stdout, proc.stderr
 
 
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=60.0)
@@ -144,7 +154,7 @@ def main() -> None:
     load_after = os.getloadavg()
     result = {
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": _cpu(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "load_average_before": load_before,

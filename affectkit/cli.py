@@ -640,7 +640,8 @@ def stream(
     except KeyboardInterrupt:
         interrupted = True
     except BrokenPipeError:  # the reader of stdout went away (e.g. | head): nothing to say
-        sys.stderr.close()
+        # stdout cannot be flushed at exit either: point it at /dev/null so Python stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     s = latency_summary(latencies)
     how = "interrupted" if interrupted else "end of source"

@@ -101,3 +101,20 @@ def test_header_start_kept_per_file(tmp_path):
     # window 0 starts before EDA's first sample: EDA is missing there, imputed and flagged
     assert d.info["timeline"]["imputed"][0] == ["gsr"]
     assert d.info["timeline"]["imputed"][1] == []
+
+
+def test_switching_reader_keeps_the_checkpoints_feature_settings(tmp_path):
+    """A wesad checkpoint predicting on e4 data gets the windows and modality mapping it was
+    trained with, not e4's defaults."""
+    from types import SimpleNamespace
+
+    from affectkit.monitor import dataset_config
+
+    trained = WesadConfig(
+        name="wesad", data_dir=tmp_path, window_s=30, step_s=5, modalities={"gsr": "EDA"}
+    )
+    ckpt = SimpleNamespace(config=SimpleNamespace(dataset=trained))
+    cfg = dataset_config(ckpt, "e4", tmp_path / "new", ["dataset.timezone=Europe/Berlin"])
+    assert cfg.name == "e4" and cfg.data_dir == tmp_path / "new"
+    assert (cfg.window_s, cfg.step_s, cfg.modalities) == (30, 5, {"gsr": "EDA"})
+    assert cfg.timezone == "Europe/Berlin"

@@ -116,6 +116,7 @@ class Windows:
         self.seg_start = 0.0
         self.k = 0
         self.missing: set[str] = set()
+        self.skipped = 0  # windows skipped in a row (no signal at all)
 
     def start(self, t0: float) -> None:
         self.t0, self.seg_start = t0, t0
@@ -177,11 +178,16 @@ class Windows:
         assert self.t0 is not None
         when = wall(start, self.tz) if self.t0 >= UNIX_MIN else None
         if len(missing) == len(self.mapping):
-            log.warning(
-                f"{self.subject}: window at {when or f'{start - self.t0:.1f} s'} skipped, no "
-                "signal at all."
-            )
+            if not self.skipped:  # one warning per run of skipped windows, not one each
+                log.warning(
+                    f"{self.subject}: window at {when or f'{start - self.t0:.1f} s'} skipped, "
+                    "no signal at all (and the following ones until a signal is back)."
+                )
+            self.skipped += 1
             return None
+        if self.skipped:
+            log.warning(f"{self.subject}: signal back after {self.skipped} skipped window(s).")
+            self.skipped = 0
         for m in sorted(set(missing) - self.missing):
             log.warning(
                 f"{self.subject}: {m} ({self.mapping[m]}) missing from the window at "

@@ -139,3 +139,21 @@ def test_missing_source_exits_2(checkpoint, run_cli, tmp_path):
 
 def test_entropy_bounds():
     assert monitor.entropy(np.array([[1.0, 0.0], [0.5, 0.5]])).tolist() == [0.0, 1.0]
+
+
+def test_stdin_time_gap_skips_windows_like_predict(checkpoint, tmp_path, caplog):
+    """Three minutes without any line: the same windows are skipped as offline, where the
+    files hold empty lines there, one warning for the run, and the times after it hold."""
+    folder = write_session(tmp_path / "s", 400)
+    lines = [x for x in as_lines(folder) if not START + 150 <= float(x.split(",")[0]) < START + 330]
+    for name in FS:  # the same gap as empty lines in the files
+        rows = (folder / f"{name}.csv").read_text().split("\n")
+        for i in range(2 + 150 * FS[name], 2 + 330 * FS[name]):
+            rows[i] = ""
+        (folder / f"{name}.csv").write_text("\n".join(rows))
+    tl = offline(checkpoint, folder)
+    caplog.clear()
+    preds = list(affectkit.stream(checkpoint, io.StringIO("".join(lines))))
+    assert_same(tl, preds)
+    assert tl["start_s"].tolist() == [*np.arange(0, 91, 10.0), 330.0, 340.0]
+    assert caplog.text.count("no signal at all") == 1

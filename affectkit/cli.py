@@ -543,13 +543,18 @@ def predict(
     from .io import check_writable_dir
     from .monitor import check_figure_support, dataset_config, plot_timeline, timeline
 
-    for path, what in ((out, "FILE.csv or FILE.parquet"), (figure, "FILE.png")):
+    for flag, path, what in (
+        ("--out", out, "FILE.csv or FILE.parquet"),
+        ("--figure", figure, "FILE.png"),
+    ):
         if path is None:
             continue
         if path.is_dir():  # before the (slow) prediction, not after
-            raise UserError(f"{path} is a folder. Pass a file path: {what}.")
+            raise UserError(f"{flag} {path} is a folder. Pass a file path: {what}.")
         check_writable_dir(
-            path.parent, f"{path}: its folder", "Pass a file path in a folder you can write to."
+            path.parent,
+            f"{flag} {path}: its folder",
+            f"Pass {flag} a file path in a folder you can write to.",
         )
     if figure is not None:
         check_figure_support()

@@ -41,6 +41,21 @@ def load(path):
     return _load(path)
 
 
+def stream(checkpoint, source, **kwargs):
+    """``for p in affectkit.stream("ckpt/", "session/", speed=None): ...`` (see
+    :func:`affectkit.monitor.stream`)."""
+    from .monitor import stream as _stream
+
+    return _stream(checkpoint, source, **kwargs)
+
+
+def predict_timeline(checkpoint, data_dir, **kwargs):
+    """Per-window predictions over time as a DataFrame-like :class:`affectkit.monitor.Timeline`."""
+    from .monitor import predict_timeline as _predict_timeline
+
+    return _predict_timeline(checkpoint, data_dir, **kwargs)
+
+
 __all__ = [
     "KINDS",
     "Choice",
@@ -77,5 +92,7 @@ __all__ = [
     "hookimpl",
     "kl_loss",
     "load",
+    "predict_timeline",
     "start_linear_at",
+    "stream",
 ]

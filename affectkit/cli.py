@@ -599,38 +599,52 @@ def predict(
         Path | None,
         typer.Option("--out", "-o", help="FILE.csv or FILE.parquet (default: stdout CSV)"),
     ] = None,
+    figure: Annotated[
+        Path | None,
+        typer.Option("--figure", help="FILE.png: the distribution over time (extra 'plots')"),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "cpu",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild the dataset")] = False,
 ) -> None:
     """Predict emotion distributions per window with a checkpoint.
 
-    Without --dataset the checkpoint's own dataset settings are used.
+    Without --dataset the checkpoint's own dataset settings are used; with another reader
+    (e.g. --dataset e4 for a wesad checkpoint) the settings both share (window, step,
+    modality mapping) are the checkpoint's. A dataset with a time axis (e4) gives per
+    window its start and end (seconds and wall-clock), the distribution, its entropy and
+    the modalities imputed.
     """
     from .checkpoint import load, predictions_csv, write_predictions
-    from .config import apply_overrides, deep_merge, validate_run_config
     from .datasets import load_dataset
     from .io import check_writable_dir
+    from .monitor import check_figure_support, dataset_config, plot_timeline, timeline
 
-    if out is not None:  # before the (slow) prediction, not after
-        if out.is_dir():
-            raise UserError(f"--out {out} is a folder. Pass a file path: FILE.csv or FILE.parquet.")
+    for flag, path, what in (
+        ("--out", out, "FILE.csv or FILE.parquet"),
+        ("--figure", figure, "FILE.png"),
+    ):
+        if path is None:
+            continue
+        if path.is_dir():  # before the (slow) prediction, not after
+            raise UserError(f"{flag} {path} is a folder. Pass a file path: {what}.")
         check_writable_dir(
-            out.parent,
-            f"--out {out}: its folder",
-            "Pass --out a file path in a folder you can write to.",
+            path.parent,
+            f"{flag} {path}: its folder",
+            f"Pass {flag} a file path in a folder you can write to.",
         )
+    if figure is not None:
+        check_figure_support()
     ckpt = load(checkpoint, device=device)
-    base = {"dataset": ckpt.config.dataset.model_dump(mode="json", exclude_unset=True)}
-    if dataset and dataset != ckpt.config.dataset.name:
-        base = {"dataset": {"name": dataset}}
-    if data_dir:
-        base = deep_merge(base, {"dataset": {"data_dir": str(data_dir)}})
-    raw = apply_overrides(base, set_ or [])
-    unknown = [k for k in raw if k != "dataset"]
-    if unknown:
-        raise UserError(f"affectkit predict only takes --set dataset.*; got {', '.join(unknown)}.")
-    data = load_dataset(validate_run_config(raw).dataset, use_cache=not no_cache)
-    table = ckpt.predict_table(data)
+    cfg = dataset_config(ckpt, dataset, data_dir, set_ or [])
+    data = load_dataset(cfg, use_cache=not no_cache)
+    if "timeline" in data.info or figure is not None:
+        tl = timeline(ckpt, data)
+        table = tl.data
+    else:
+        table = ckpt.predict_table(data)
+    if figure is not None:
+        plot_timeline(tl, figure)
+        err_console.print(f"figure: {figure}")
     if out is None:
         sys.stdout.write(predictions_csv(table))
         return
@@ -642,6 +656,85 @@ def predict(
     }
     write_predictions(table, out, meta)
     console.print(f"predictions: {out}  ({len(data)} windows × {len(ckpt.emotions)} emotions)")
+
+
+def _speed(value: str) -> float | None:
+    if value.strip().lower() == "max":
+        return None
+    try:
+        speed = float(value)
+    except ValueError:
+        speed = float("nan")
+    if not (speed > 0 and speed < float("inf")):
+        raise UserError(f"--speed {value!r}: give a positive number (1 = real time) or max.")
+    return speed
+
+
+@app.command()
+def stream(
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", "-k", help="affectkit train --out folder")
+    ],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source", help="E4 export (folder or zip) to replay, or - for t,modality,value lines"
+        ),
+    ],
+    speed: Annotated[
+        str, typer.Option("--speed", help="replay speed: 1 = real time, 10, or max")
+    ] = "1",
+    dataset: DatasetOpt = None,
+    set_: SetOpt = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "cpu",
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads", min=1)] = 1,
+) -> None:
+    """Predict live: one JSON line per window as its last sample arrives.
+
+    Each line holds the window's times, the distribution, its entropy, the modalities
+    imputed and the latency from the window's last sample to the prediction. Ctrl-C (or the
+    end of the source) ends it with a latency summary on stderr.
+    """
+    import json
+
+    from .monitor import latency_summary
+    from .monitor import stream as stream_predictions
+
+    rate = _speed(speed)
+    latencies: list[float] = []
+    imputed = 0
+    interrupted = False
+    try:
+        for p in stream_predictions(
+            checkpoint,
+            source,
+            dataset=dataset,
+            speed=rate,
+            overrides=set_ or [],
+            device=device,
+            threads=threads,
+        ):
+            sys.stdout.write(json.dumps(p.to_json()) + "\n")
+            sys.stdout.flush()
+            latencies.append(p.latency_ms)
+            imputed += bool(p.window.imputed)
+    except KeyboardInterrupt:
+        interrupted = True
+    except BrokenPipeError:  # the reader of stdout went away (e.g. | head): nothing to say
+        # stdout cannot be flushed at exit either: point it at /dev/null so Python stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
+    s = latency_summary(latencies)
+    how = "interrupted" if interrupted else "end of source"
+    if not latencies:
+        err_console.print(f"{how}: no window completed.")
+        return
+    err_console.print(
+        f"{how}: {s['windows']} window(s), {imputed} with an imputed modality; latency from a "
+        f"window's last sample to its line: p50 {s['p50_ms']:.1f} ms, p90 {s['p90_ms']:.1f} ms, "
+        f"p99 {s['p99_ms']:.1f} ms, max {s['max_ms']:.1f} ms",
+        highlight=False,
+    )
 
 
 class _TuneProgress(_RichCallbacks):

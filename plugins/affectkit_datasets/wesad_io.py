@@ -6,8 +6,9 @@ Layouts, tried in this order for ``<data_dir>/SX``:
    bounds from the 700-Hz ``label`` array (1 Base, 2 TSST, 3 Fun, 4 Medi 1 then Medi 2).
    Read with :func:`safe_pickle.load_data_pickle`.
 2. ``SX/SX_E4_Data/`` (unzipped) or 3. ``SX/SX_E4_Data.zip``: Empatica CSVs (line 1 start
-   time, line 2 rate, then samples), with condition bounds from ``SX/SX_quest.csv`` and the
-   clock offset from ``<data_dir>/e4_alignment.csv`` (``e4_seconds_at_quest_t0``).
+   time, line 2 rate, then samples; read by ``e4_io``, shared with the ``e4`` reader), with
+   condition bounds from ``SX/SX_quest.csv`` and the clock offset from
+   ``<data_dir>/e4_alignment.csv`` (``e4_seconds_at_quest_t0``).
 
 Every layout also needs ``SX/SX_quest.csv`` for the PANAS ratings.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +25,11 @@ import numpy as np
 
 from affectkit import UserError
 
+from .e4_io import SIGNALS, Export, Signal
 from .safe_pickle import load_data_pickle
 from .sources import unreadable
 from .wesad_quest import CONDITIONS, Quest, parse_quest
 
-SIGNALS = ("BVP", "EDA", "TEMP", "ACC")
 #: wrist sampling rates in the official pickle (the CSVs state their own)
 PKL_RATES = {"ACC": 32.0, "BVP": 64.0, "EDA": 4.0, "TEMP": 4.0}
 LABEL_FS = 700.0
@@ -39,13 +39,6 @@ LABEL_MERGE_GAP_S = 5.0
 LABEL_CODES = {1: ("Base",), 2: ("TSST",), 3: ("Fun",), 4: ("Medi 1", "Medi 2")}
 ALIGNMENT_FILE = "e4_alignment.csv"
 OFFICIAL = "the official WESAD distribution (Schmidt et al., ICMI 2018)"
-
-
-@dataclass
-class Signal:
-    data: np.ndarray  # [T] or [T, 3] (ACC)
-    fs: float
-    source: Path  # file named in errors
 
 
 @dataclass
@@ -142,99 +135,22 @@ def read_alignment(data_dir: Path) -> dict[str, dict[str, float]]:
 
 
 # --------------------------------------------------------------------------- read
-def _parse_e4_csv(text: str, source: Path, name: str) -> tuple[np.ndarray, float, float]:
-    """(samples, rate, start unix time) of one Empatica CSV."""
-    fix = f"Replace it with the file from the subject's SX_E4_Data.zip in {OFFICIAL}."
-    head, _, body = text.partition("\n")
-    rate_line, _, body = body.partition("\n")
-    try:
-        starts = [float(v) for v in head.split(",")]
-        rates = [float(v) for v in rate_line.split(",")]
-    except ValueError:
-        raise UserError(
-            f"{source}: the first two lines must hold the start time and the sampling rate per "
-            f"column (Empatica E4 layout). {fix}"
-        ) from None
-    ncol = 3 if name == "ACC" else 1
-    if len(starts) != ncol or len(rates) != ncol or len(set(rates)) != 1 or rates[0] <= 0:
-        raise UserError(
-            f"{source}: header gives {len(starts)} start time(s) and rate(s) {rates}; {name}.csv "
-            f"has {ncol} column(s) with one positive rate. {fix}"
-        )
-    try:
-        data = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        raise UserError(
-            f"{source} is truncated or malformed: {_bad_line(body, ncol, name) or exc}. {fix}"
-        ) from None
-    if data.shape[0] == 0 or data.shape[1] != ncol:
-        raise UserError(
-            f"{source} holds {data.shape[0]} sample row(s) of {data.shape[1] if data.size else 0} "
-            f"column(s); expected a recording of {ncol} column(s). The file is truncated. {fix}"
-        )
-    if not np.isfinite(data).all():
-        raise UserError(f"{source} holds non-numeric samples: {_bad_line(body, ncol, name)}. {fix}")
-    return (data if ncol == 3 else data[:, 0]), rates[0], starts[0]
-
-
-def _bad_line(body: str, ncol: int, name: str) -> str | None:
-    """The first sample line that is not ``ncol`` finite numbers, by its line in the file.
-
-    numpy reports a 0-based row among the data lines; a user opening the file needs the
-    line number, which counts the two header lines and starts at 1.
-    """
-    for line_no, line in enumerate(body.splitlines(), start=3):
-        text = line.split("#", 1)[0].strip()  # loadtxt skips comments and blank lines
-        if not text:
-            continue
-        values = [v.strip() for v in text.split(",")]
-        if len(values) != ncol:
-            return (
-                f"line {line_no} holds {len(values)} value(s) ({line.strip()!r}); "
-                f"{name}.csv has {ncol} per line"
-            )
-        for v in values:
-            try:
-                ok = math.isfinite(float(v))
-            except ValueError:
-                ok = False
-            if not ok:
-                return f"line {line_no} holds {v!r}, which is not a finite number"
-    return None
-
-
 def _read_e4(layout: str, folder: Path, subject: str, wanted: tuple[str, ...]):
+    zipped = layout == "e4-zip"
+    export = Export(folder / (f"{subject}_E4_Data.zip" if zipped else f"{subject}_E4_Data"))
+    fix = f"Replace it with the file from the subject's SX_E4_Data.zip in {OFFICIAL}."
     out: dict[str, tuple[Signal, float]] = {}
-    if layout == "e4-folder":
-        for name in wanted:
-            path = folder / f"{subject}_E4_Data" / f"{name}.csv"
-            if not path.is_file():
-                raise UserError(
-                    f"{path} not found. Copy {name}.csv from {subject}_E4_Data.zip of {OFFICIAL}."
-                )
-            try:
-                text = path.read_text(errors="replace")
-            except OSError as exc:
-                raise unreadable(path, exc, f"Copy {name}.csv again from {OFFICIAL}.") from None
-            data, fs, t0 = _parse_e4_csv(text, path, name)
-            out[name] = (Signal(data, fs, path), t0)
-        return out
-    path = folder / f"{subject}_E4_Data.zip"
-    try:
-        with zipfile.ZipFile(path) as zf:
-            members = {Path(n).name: n for n in zf.namelist()}
-            for name in wanted:
-                if f"{name}.csv" not in members:
-                    raise UserError(
-                        f"{path} holds no {name}.csv. Download it again from {OFFICIAL}."
-                    )
-                text = zf.read(members[f"{name}.csv"]).decode("utf-8", errors="replace")
-                data, fs, t0 = _parse_e4_csv(text, Path(f"{path}!{name}.csv"), name)
-                out[name] = (Signal(data, fs, path), t0)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise UserError(
-            f"{path} is not a readable zip archive ({exc}). Download it again."
-        ) from None
+    for name in wanted:
+        out[name] = export.signal(
+            name,
+            fix,
+            missing_fix=(
+                f"Download it again from {OFFICIAL}."
+                if zipped
+                else f"Copy {name}.csv from {subject}_E4_Data.zip of {OFFICIAL}."
+            ),
+            read_fix=f"Copy {name}.csv again from {OFFICIAL}.",
+        )
     return out
 
 

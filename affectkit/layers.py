@@ -18,7 +18,10 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
     """``x · 1[u ≥ p] / (1 − p)`` with u ~ U[0, 1) per element while training; else ``x``."""
     if not training or p == 0:
         return x
-    return x * (torch.rand_like(x) >= p) / (1.0 - p)
+    # the mask is built in place in the uniform draw's buffer (1[u ≥ p] / (1 − p), one float
+    # tensor): one product with x forward and one backward, where a boolean mask times x and
+    # a division made two of each, with a dtype promotion in the first
+    return x * torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
 
 
 class Dropout(nn.Module):

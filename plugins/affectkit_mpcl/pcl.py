@@ -22,6 +22,7 @@ under swapping (x, U) with (y, V).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -50,16 +51,48 @@ class PCLConfig(ComponentConfig):
 
 
 def contrastive(
-    anchor: torch.Tensor, positive: torch.Tensor, tau: float, objective: Objective
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    tau: float,
+    objective: Objective,
+    *,
+    unit: bool = False,
 ) -> torch.Tensor:
-    """Mean over i of −log(exp(a_i·p_i/τ) / Σ_j exp(a_i·p_j/τ)), j ≠ i for InfoLOOB."""
+    """Mean over i of −log(exp(a_i·p_i/τ) / Σ_j exp(a_i·p_j/τ)), j ≠ i for InfoLOOB.
+
+    ``unit=True`` promises L2-normalised rows (as PCL's retrievals are), so every logit lies
+    in [−1/τ, 1/τ]: the log-sum-exp is then shifted by the constant c = 1/τ instead of each
+    row's maximum, log Σ_j exp(l_ij) = c + log Σ_j exp(l_ij − c), with no overflow and no
+    underflow while exp(−2c) is a normal float32. The same value in fewer passes over the
+    ``[B, B]`` logits than logsumexp's max / subtract / exp / sum (and its backward).
+    """
+    n = anchor.shape[-2]
+    if unit and 1.0 / tau <= _MAX_SHIFT:
+        c = 1.0 / tau
+        # exp(l − c) straight out of one gemm: addmm adds −c, alpha applies 1/τ
+        shifted = torch.addmm(anchor.new_full((), -c), anchor, positive.T, alpha=1.0 / tau)
+        terms = shifted.exp()
+        if objective == "infoloob":
+            terms = terms.masked_fill(_eye(n, anchor.device), 0.0)
+        pos = (anchor * positive).sum(-1) / tau  # the diagonal, without a [B, B] pass
+        return (torch.log(terms.sum(-1)) + c - pos).mean()
     # 1/τ applied to the [B, d] anchors, not to the [B, B] logits (B× fewer divisions)
     logits = (anchor / tau) @ positive.T  # [B, B]; diagonal = positive pairs
     pos = logits.diagonal()
     if objective == "infoloob":
-        eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
-        logits = logits.masked_fill(eye, float("-inf"))
+        logits = logits.masked_fill(_eye(n, logits.device), float("-inf"))
     return (torch.logsumexp(logits, dim=-1) - pos).mean()
+
+
+# Largest shift c = 1/τ of the bounded log-sum-exp: the smallest term, exp(−2c), must stay a
+# normal float32 (exp(−80) ≈ 1.8e-35 > 1.2e-38), or a row of far negatives could sum to 0.
+_MAX_SHIFT = 40.0
+
+
+@functools.cache
+def _eye(n: int, device: torch.device) -> torch.Tensor:
+    """``[n, n]`` boolean identity, made once per size and device (it is read-only)."""
+    return torch.eye(n, dtype=torch.bool, device=device)
 
 
 class PCL(Loss):
@@ -79,7 +112,8 @@ class PCL(Loss):
         self.beta = beta if beta is not None else 1.0 / math.sqrt(dim)
 
     def retrieve(self, query: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
-        """n(Hop_β(query, bank)): ``[B, d]`` from ``[K·P, d]`` (the batch is one query set)."""
+        """n(Hop_β(query, bank)): ``[B, d]`` from ``[K·P, d]`` (the batch is one query set);
+        banks stacked ``[n, K·P, d]`` give ``[n, B, d]``, one retrieval per bank."""
         return F.normalize(self.memory(query, bank, beta=self.beta), dim=-1)
 
     def forward(
@@ -87,10 +121,12 @@ class PCL(Loss):
     ) -> torch.Tensor:
         if x.shape[0] < 2:
             return x.sum() * 0.0  # no negatives in a batch of one
-        u_x, u_y = self.retrieve(x, u), self.retrieve(y, u)
-        v_x, v_y = self.retrieve(x, v), self.retrieve(y, v)
-        return contrastive(u_x, u_y, self.tau, self.objective) + contrastive(
-            v_y, v_x, self.tau, self.objective
+        # every retrieval in one call: the 2B queries [x; y] against the stacked banks [U, V]
+        r = self.retrieve(torch.cat([x, y]), torch.stack([u, v]))  # [2, 2B, d]
+        n = x.shape[0]
+        u_x, u_y, v_x, v_y = r[0, :n], r[0, n:], r[1, :n], r[1, n:]
+        return contrastive(u_x, u_y, self.tau, self.objective, unit=True) + contrastive(
+            v_y, v_x, self.tau, self.objective, unit=True
         )
 
 

@@ -105,3 +105,83 @@ def test_registry_builds_losses(registry):
     pcl = registry.get("loss", "pcl").build({"objective": "infonce", "beta": 2.0}, dim=D)
     assert pcl.objective == "infonce" and pcl.beta == 2.0
     assert sum(p.numel() for p in pcl.parameters()) == 0  # CLOOB-style: no projections
+
+
+def loob_reference(a, p, tau, objective):
+    """The straightforward formula: per-row logsumexp over the masked [B, B] logits."""
+    logits = a @ p.T / tau
+    if objective == "infoloob":
+        logits = logits.masked_fill(torch.eye(len(a), dtype=torch.bool), float("-inf"))
+    return (torch.logsumexp(logits, -1) - (a * p).sum(-1) / tau).mean()
+
+
+def value_and_grads(fn, *inputs):
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    out = fn(*leaves)
+    return out.detach(), torch.autograd.grad(out, leaves)
+
+
+@pytest.mark.parametrize("objective", ["infoloob", "infonce"])
+@pytest.mark.parametrize("tau", [0.1, 0.05, 0.01])  # 0.01: beyond the shift bound, fallback
+def test_bounded_contrastive_equals_logsumexp_formula(objective, tau):
+    """unit=True shifts by 1/τ instead of the row maximum: same loss, same gradients. Half
+    the rows have their positive almost equal to the anchor, so the diagonal dominates its
+    row (removing it by subtraction instead of masking would lose those rows' negatives)."""
+    torch.manual_seed(7)
+    n = 64
+    a = torch.nn.functional.normalize(torch.randn(n, D), dim=-1)
+    p = torch.nn.functional.normalize(torch.randn(n, D), dim=-1)
+    p[: n // 2] = torch.nn.functional.normalize(a[: n // 2] + 1e-3 * torch.randn(n // 2, D), dim=-1)
+    got, got_grads = value_and_grads(
+        lambda a, p: contrastive(a, p, tau, objective, unit=True), a, p
+    )
+    want, want_grads = value_and_grads(lambda a, p: loob_reference(a, p, tau, objective), a, p)
+    torch.testing.assert_close(got, want)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w)
+
+
+def test_bounded_contrastive_falls_back_where_the_shift_would_underflow():
+    """τ = 0.01 with every negative opposite its anchor: exp(l − 1/τ) = exp(−200) is 0 in
+    float32, so the shifted sum would be log 0; the row-max logsumexp keeps it finite."""
+    a = torch.nn.functional.normalize(torch.ones(4, D), dim=-1).clone()
+    a[1::2] *= -1  # rows alternate ±v: the positive p_i = a_i, half the negatives = −a_i
+    loss = contrastive(a, a.clone(), 0.01, "infoloob", unit=True)
+    assert torch.isfinite(loss)
+    torch.testing.assert_close(loss, loob_reference(a, a, 0.01, "infoloob"))
+
+
+@pytest.mark.parametrize("project", [False, True])
+def test_pcl_one_retrieval_call_equals_four(project):
+    """PCL retrieves [x; y] from the stacked banks [U, V] in one call; the loss and every
+    gradient must equal four separate retrievals and the plain InfoLOOB formula."""
+    from affectkit_mpcl.hopfield import HopfieldRetrieval
+
+    torch.manual_seed(8)
+    pcl = PCL(memory=HopfieldRetrieval(dim=D, project=project), dim=D, tau=0.1)
+    params = list(pcl.parameters())
+    x, y, u, v = torch.randn(B, D), torch.randn(B, D), torch.randn(N, D), torch.randn(N, D)
+
+    def four(x, y, u, v):
+        u_x, u_y, v_x, v_y = (pcl.retrieve(q, bank) for bank in (u, v) for q in (x, y))
+        return loob_reference(u_x, u_y, 0.1, "infoloob") + loob_reference(v_y, v_x, 0.1, "infoloob")
+
+    got, got_grads = value_and_grads(lambda *t: pcl(*t), x, y, u, v)
+    got_p = torch.autograd.grad(pcl(x, y, u, v), params) if project else ()
+    want, want_grads = value_and_grads(four, x, y, u, v)
+    want_p = torch.autograd.grad(four(x, y, u, v), params) if project else ()
+    torch.testing.assert_close(got, want)
+    for g, w in zip([*got_grads, *got_p], [*want_grads, *want_p], strict=True):
+        torch.testing.assert_close(g, w)
+
+
+def test_pcl_under_vmap_equals_per_fold():
+    """Fold-parallel training vmaps the loss over stacked folds (affectkit.parallel)."""
+    torch.manual_seed(9)
+    pcl = make_pcl()
+    folds = 3
+    x, y = torch.randn(folds, B, D), torch.randn(folds, B, D)
+    u, v = torch.randn(folds, N, D), torch.randn(folds, N, D)
+    batched = torch.func.vmap(pcl)(x, y, u, v)
+    per_fold = [pcl(*t) for t in zip(x, y, u, v, strict=True)]
+    torch.testing.assert_close(batched, torch.stack(per_fold))

@@ -22,7 +22,6 @@ under swapping (x, U) with (y, V).
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Literal
 
@@ -63,24 +62,16 @@ def contrastive(
     ``unit=True`` promises L2-normalised rows (as PCL's retrievals are), so every logit lies
     in [−1/τ, 1/τ]: the log-sum-exp is then shifted by the constant c = 1/τ instead of each
     row's maximum, log Σ_j exp(l_ij) = c + log Σ_j exp(l_ij − c), with no overflow and no
-    underflow while exp(−2c) is a normal float32. The same value in fewer passes over the
-    ``[B, B]`` logits than logsumexp's max / subtract / exp / sum (and its backward).
+    underflow while exp(−2c) is a normal float32 (:class:`_UnitContrastive`).
     """
-    n = anchor.shape[-2]
     if unit and 1.0 / tau <= _MAX_SHIFT:
-        c = 1.0 / tau
-        # exp(l − c) straight out of one gemm: addmm adds −c, alpha applies 1/τ
-        shifted = torch.addmm(anchor.new_full((), -c), anchor, positive.T, alpha=1.0 / tau)
-        terms = shifted.exp()
-        if objective == "infoloob":
-            terms = terms.masked_fill(_eye(n, anchor.device), 0.0)
-        pos = (anchor * positive).sum(-1) / tau  # the diagonal, without a [B, B] pass
-        return (torch.log(terms.sum(-1)) + c - pos).mean()
+        return _UnitContrastive.apply(anchor, positive, 1.0 / tau, objective == "infoloob")[0]
     # 1/τ applied to the [B, d] anchors, not to the [B, B] logits (B× fewer divisions)
     logits = (anchor / tau) @ positive.T  # [B, B]; diagonal = positive pairs
     pos = logits.diagonal()
     if objective == "infoloob":
-        logits = logits.masked_fill(_eye(n, logits.device), float("-inf"))
+        eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(eye, float("-inf"))
     return (torch.logsumexp(logits, dim=-1) - pos).mean()
 
 
@@ -89,10 +80,50 @@ def contrastive(
 _MAX_SHIFT = 40.0
 
 
-@functools.cache
-def _eye(n: int, device: torch.device) -> torch.Tensor:
-    """``[n, n]`` boolean identity, made once per size and device (it is read-only)."""
-    return torch.eye(n, dtype=torch.bool, device=device)
+class _UnitContrastive(torch.autograd.Function):
+    """InfoLOOB / InfoNCE of unit-norm rows with the constant shift c = 1/τ, in float32.
+
+    With the shift known, the ``[B, B]`` terms E = exp(l − c) come out of one gemm (addmm
+    adds −c) and one in-place exp; the positives leave the InfoLOOB sums by zeroing E's
+    diagonal in place, and the backward is one scaling of E and the two gemms:
+    ∂L/∂l_ij = g/B · (E_ij / S_i − δ_ij). Autograd through the same ops needed a mask, a
+    subtraction, copies and a [B, B] pass per op in both directions. Computed in float32
+    whatever the autocast (logits up to 1/τ, exponentiated). Outputs: the loss, then E and
+    the row sums S (saved for the backward, not differentiable).
+    """
+
+    generate_vmap_rule = True  # fold-parallel training vmaps the loss
+
+    @staticmethod
+    def forward(anchor, positive, inv_tau, loob):  # type: ignore[override]
+        with torch.autocast(anchor.device.type, enabled=False):
+            a, p = anchor.float(), positive.float()
+            terms = torch.addmm(a.new_full((), -inv_tau), a, p.T, alpha=inv_tau).exp_()
+            if loob:
+                terms.diagonal().zero_()
+            sums = terms.sum(-1)
+            pos = (a * p).sum(-1) * inv_tau  # the diagonal, without a [B, B] pass
+            loss = (sums.log() + inv_tau - pos).mean()
+        return loss.to(anchor.dtype), terms, sums
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        anchor, positive, inv_tau, _ = inputs
+        _, terms, sums = output
+        ctx.mark_non_differentiable(terms, sums)
+        ctx.save_for_backward(anchor, positive, terms, sums)
+        ctx.inv_tau = inv_tau
+
+    @staticmethod
+    def backward(ctx, grad, *_):  # type: ignore[override]
+        anchor, positive, terms, sums = ctx.saved_tensors
+        with torch.autocast(anchor.device.type, enabled=False):
+            scale = grad.float() * (ctx.inv_tau / terms.shape[-1])
+            dlogits = terms * (scale / sums)[:, None]
+            dlogits.diagonal().sub_(scale)
+            d_anchor = dlogits @ positive.float()
+            d_positive = dlogits.T @ anchor.float()
+        return d_anchor.to(anchor.dtype), d_positive.to(positive.dtype), None, None
 
 
 class PCL(Loss):

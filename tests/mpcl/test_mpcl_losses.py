@@ -176,12 +176,30 @@ def test_pcl_one_retrieval_call_equals_four(project):
 
 
 def test_pcl_under_vmap_equals_per_fold():
-    """Fold-parallel training vmaps the loss over stacked folds (affectkit.parallel)."""
+    """Fold-parallel training vmaps the loss over stacked folds and back-propagates the sum
+    (affectkit.parallel): values and gradients must be each fold's own."""
     torch.manual_seed(9)
     pcl = make_pcl()
     folds = 3
-    x, y = torch.randn(folds, B, D), torch.randn(folds, B, D)
-    u, v = torch.randn(folds, N, D), torch.randn(folds, N, D)
-    batched = torch.func.vmap(pcl)(x, y, u, v)
-    per_fold = [pcl(*t) for t in zip(x, y, u, v, strict=True)]
-    torch.testing.assert_close(batched, torch.stack(per_fold))
+    inputs = [torch.randn(folds, B, D), torch.randn(folds, B, D)]
+    inputs += [torch.randn(folds, N, D), torch.randn(folds, N, D)]
+    batched, batched_grads = value_and_grads(lambda *t: torch.func.vmap(pcl)(*t).sum(), *inputs)
+    per_fold, per_fold_grads = value_and_grads(
+        lambda *t: sum(pcl(*f) for f in zip(*t, strict=True)), *inputs
+    )
+    torch.testing.assert_close(batched, per_fold)
+    for g, w in zip(batched_grads, per_fold_grads, strict=True):
+        torch.testing.assert_close(g, w)
+
+
+def test_bounded_contrastive_ignores_autocast():
+    """Under bf16 autocast (amp on CUDA, train.amp=bf16) the [B, B] logits of up to 1/τ are
+    still computed and exponentiated in float32: the loss is the float32 one."""
+    torch.manual_seed(10)
+    a = torch.nn.functional.normalize(torch.randn(B, D), dim=-1)
+    p = torch.nn.functional.normalize(torch.randn(B, D), dim=-1)
+    want = contrastive(a, p, 0.1, "infoloob", unit=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = contrastive(a, p, 0.1, "infoloob", unit=True)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

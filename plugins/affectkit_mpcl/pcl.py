@@ -14,7 +14,9 @@ the positive V_{x_i}, the negatives V_{x_j}. With InfoLOOB (leave-one-out bound,
     L_V = −1/B Σ_i [ V_{y_i}·V_{x_i}/τ − log Σ_{j≠i} exp(V_{y_i}·V_{x_j}/τ) ]
     PCL = L_U + L_V
 
-InfoNCE keeps j = i in the denominator. Because a retrieval is a mixture of prototypes, the
+InfoNCE keeps j = i in the denominator. With ``block`` = b the batch is cut into near-equal
+blocks of at most b samples and j runs over i's block only (the loss is the size-weighted mean
+over blocks): a cap on the B² cost of large batches, the same loss for B ≤ b. Because a retrieval is a mixture of prototypes, the
 pair (x_i, y_i) is pulled towards the same co-activation pattern of emotion prototypes in
 both spaces: which emotions co-occur, not only which one dominates. The loss is invariant
 under swapping (x, U) with (y, V).
@@ -46,6 +48,13 @@ class PCLConfig(ComponentConfig):
         default_factory=lambda: {"name": "hopfield", "project": False},
         validate_default=True,
         description="associative memory that retrieves from the banks (CLOOB: no projections)",
+    )
+    block: int | None = Field(
+        None,
+        ge=2,
+        description="contrast within blocks of at most this many samples of the (shuffled) "
+        "batch: each anchor's negatives are the rest of its block, which caps the [B, B] cost "
+        "of large batches; null = the whole batch (same loss for batches up to block)",
     )
 
 
@@ -137,9 +146,10 @@ class PCL(Loss):
         objective: Objective = "infoloob",
         tau: float = 0.1,
         beta: float | None = None,
+        block: int | None = None,
     ) -> None:
         super().__init__()
-        self.memory, self.objective, self.tau = memory, objective, tau
+        self.memory, self.objective, self.tau, self.block = memory, objective, tau, block
         self.beta = beta if beta is not None else 1.0 / math.sqrt(dim)
 
     def retrieve(self, query: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
@@ -156,12 +166,26 @@ class PCL(Loss):
         r = self.retrieve(torch.cat([x, y]), torch.stack([u, v]))  # [2, 2B, d]
         n = x.shape[0]
         u_x, u_y, v_x, v_y = r[0, :n], r[0, n:], r[1, :n], r[1, n:]
-        return contrastive(u_x, u_y, self.tau, self.objective, unit=True) + contrastive(
-            v_y, v_x, self.tau, self.objective, unit=True
-        )
+        # near-equal blocks (every one of at least 2 samples), each weighted by its size
+        parts = math.ceil(n / self.block) if self.block else 1
+        total = x.new_zeros(())
+        for a_u, p_u, a_v, p_v in zip(
+            *(t.tensor_split(parts) for t in (u_x, u_y, v_y, v_x)), strict=True
+        ):
+            loss = contrastive(a_u, p_u, self.tau, self.objective, unit=True)
+            loss = loss + contrastive(a_v, p_v, self.tau, self.objective, unit=True)
+            total = total + loss * (len(a_u) / n)
+        return total
 
 
 def build_pcl(config: PCLConfig, *, dim: int) -> PCL:
     """Registry factory ``build(cfg, dim=d)``."""
     memory = get_registry().build("memory", config.memory, dim=dim)
-    return PCL(memory=memory, dim=dim, objective=config.objective, tau=config.tau, beta=config.beta)
+    return PCL(
+        memory=memory,
+        dim=dim,
+        objective=config.objective,
+        tau=config.tau,
+        beta=config.beta,
+        block=config.block,
+    )

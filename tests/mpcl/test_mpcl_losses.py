@@ -203,3 +203,16 @@ def test_bounded_contrastive_ignores_autocast():
         got = contrastive(a, p, 0.1, "infoloob", unit=True)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_pcl_blocks_are_the_size_weighted_mean_of_per_block_losses():
+    """block=b cuts the batch into near-equal blocks of at most b (10 -> 4, 3, 3) whose
+    InfoLOOB only contrasts within the block; a batch of at most b is one block."""
+    torch.manual_seed(11)
+    x, y, u, v = torch.randn(10, D), torch.randn(10, D), torch.randn(N, D), torch.randn(N, D)
+    whole, blocked = make_pcl(), make_pcl()
+    blocked.block = 4
+    per_block = [whole(x[i:j], y[i:j], u, v) * (j - i) / 10 for i, j in ((0, 4), (4, 7), (7, 10))]
+    torch.testing.assert_close(blocked(x, y, u, v), sum(per_block))
+    blocked.block = 10
+    torch.testing.assert_close(blocked(x, y, u, v), whole(x, y, u, v), rtol=0, atol=0)

@@ -15,10 +15,15 @@ from torch import nn
 
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """``x · 1[u ≥ p] / (1 − p)`` with u ~ U[0, 1) per element while training; else ``x``."""
+    """``x · 1[u > p] / (1 − p)`` with u ~ U[0, 1) per element while training; else ``x``."""
     if not training or p == 0:
         return x
-    return x * (torch.rand_like(x) >= p) / (1.0 - p)
+    # The mask 1[u > p] / (1 − p) is built in place in the uniform draw's buffer, as
+    # relu(sign(u − p)): one float tensor, so one product with x forward and one backward,
+    # where a boolean mask times x and a division made two of each (with a dtype promotion).
+    # Not u.ge_(p): in-place comparisons have no vmap batching rule (fold-parallel training
+    # would loop over the folds). u > p rather than u ≥ p differs only where u = p exactly.
+    return x * torch.rand_like(x).sub_(p).sign_().relu_().mul_(1.0 / (1.0 - p))
 
 
 class Dropout(nn.Module):

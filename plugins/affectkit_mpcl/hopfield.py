@@ -141,6 +141,7 @@ class HopfieldRetrieval(Memory):
         beta: float | Sequence[float] | None = None,
         values: torch.Tensor | None = None,
         mix: torch.Tensor | None = None,
+        residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Retrieve for ``query [B, Q, d]`` from ``stored [B, S, d]`` (or a shared ``[S, d]``).
 
@@ -148,12 +149,27 @@ class HopfieldRetrieval(Memory):
         per β), or, with ``mix`` ``[B, Q, n]`` (convex weights over the scales), the mixture
         Σ_s mix_s · Z_s ``[B, Q, d]``. ``values`` (default: ``stored``) are the patterns
         returned, if they differ from the keys. 2-D query and memory give a 2-D result.
+        ``residual`` (broadcastable to the result) is added to it, inside the output matmul
+        where the retrieval is folded (a pooling query set).
         """
-        unbatched = query.ndim == 2 and stored.ndim == 2
         p = self.dropout if self.training else 0.0
         single = beta is None or isinstance(beta, (int, float))
         if single and values is None and self._folds(query, stored):
-            return self._shared_query(_batched(query), stored, beta, p)
+            return self._shared_query(_batched(query), stored, beta, p, residual)
+        out = self._retrieve(query, stored, beta, values, mix, p)
+        return out if residual is None else out + residual
+
+    def _retrieve(
+        self,
+        query: torch.Tensor,
+        stored: torch.Tensor,
+        beta: float | Sequence[float] | None,
+        values: torch.Tensor | None,
+        mix: torch.Tensor | None,
+        p: float,
+    ) -> torch.Tensor:
+        unbatched = query.ndim == 2 and stored.ndim == 2
+        single = beta is None or isinstance(beta, (int, float))
         q, k, v = self._heads(query, stored, values)
         if single:
             beta = self.beta if beta is None else float(beta)
@@ -186,6 +202,51 @@ class HopfieldRetrieval(Memory):
         out = self.w_o(rearrange(z, "b h q e -> b q (h e)"))
         return out[0] if unbatched else out
 
+    def mean_mixture(
+        self,
+        query: torch.Tensor,
+        stored: Sequence[torch.Tensor],
+        beta: Sequence[float],
+        mix: Sequence[torch.Tensor],
+    ) -> torch.Tensor:
+        """mean_m ``forward(query, stored[m], beta=beta, mix=mix[m])`` (MSAF's fusion).
+
+        ``query [B, Q, d]``, ``stored[m] [B, S_m, d]``, ``mix[m] [B, Q, n]`` -> ``[B, Q, d]``.
+        With one head and no normalisation the projections move to the stored side, as in
+        :meth:`_shared_query`: (ξ W_Qᵀ)(Y W_Kᵀ)ᵀ = ξ (Y W_Kᵀ W_Q)ᵀ and, the weights of each
+        query summing to one, mean_m (A_m Y_m W_Vᵀ W_Oᵀ + b) = Σ_m A_m (Y_m (W_O W_V)ᵀ / M) + b.
+        The few stored tokens are projected instead of the many queries (MSAF: 4 tokens per
+        auxiliary modality against 18 EEG tokens), and every memory's weights meet the
+        values in one matmul.
+        """
+        if self.heads != 1 or self.normalize:
+            parts = [self(query, y, beta=beta, mix=g) for y, g in zip(stored, mix, strict=True)]
+            return torch.stack(parts).mean(0)
+        tokens = torch.cat(list(stored), dim=1) if len(stored) > 1 else stored[0]  # [B, ΣS, d]
+        keys, values, bias = tokens, tokens / len(stored), None
+        if isinstance(self.w_k, nn.Linear):
+            keys = F.linear(tokens, self.w_q.weight.T @ self.w_k.weight)
+            values = F.linear(tokens, (self.w_o.weight @ self.w_v.weight) / len(stored))
+            bias = self.w_o.bias
+        betas = torch.as_tensor(list(beta), dtype=query.dtype, device=query.device)
+        # laid out [B, S, Q] with the softmax over S: see the mixed-scale branch of forward
+        scores = keys @ query.transpose(-1, -2)  # [B, ΣS, Q]
+        mixed = []
+        for part, g in zip(scores.split([y.shape[-2] for y in stored], 1), mix, strict=True):
+            w = torch.softmax(part[:, None] * betas.view(-1, 1, 1), dim=-2)  # [B, n, S, Q]
+            g = rearrange(g, "b q n -> b n 1 q")
+            # Σ_s g_s w_s as a chain of fused multiply-adds: a sum over the n = 3 scales
+            # as a reduction over a middle axis of 3 is the slower kernel (fwd and bwd)
+            out = w[:, 0] * g[:, 0]
+            for i in range(1, len(beta)):
+                out = torch.addcmul(out, w[:, i], g[:, i])
+            mixed.append(out)
+        weights = torch.cat(mixed, dim=1) if len(mixed) > 1 else mixed[0]  # [B, ΣS, Q]
+        if self.dropout and self.training:
+            weights = F.dropout(weights, self.dropout)
+        out = weights.transpose(-1, -2) @ values
+        return out if bias is None else out + bias
+
     def _folds(self, query: torch.Tensor, stored: torch.Tensor) -> bool:
         """Whether :meth:`_shared_query` applies: one query set shared by a batch of memories,
         one head, learned linear projections, no normalisation."""
@@ -200,7 +261,12 @@ class HopfieldRetrieval(Memory):
         )
 
     def _shared_query(
-        self, query: torch.Tensor, stored: torch.Tensor, beta: float | None, p: float
+        self,
+        query: torch.Tensor,
+        stored: torch.Tensor,
+        beta: float | None,
+        p: float,
+        residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The retrieval for a query set ``[1, Q, d]`` shared by every sample (pooling).
 
@@ -211,15 +277,23 @@ class HopfieldRetrieval(Memory):
         fewer per call, which made HSC's pooling levels the costliest part of mpcl's step.
         """
         beta = self.beta if beta is None else float(beta)
-        state = self.w_q(query)[0] @ self.w_k.weight  # [Q, d], in Y's coordinates
+        # β folded into the [Q, d] state, not applied to the [B, S, Q] scores (and their grad)
+        state = (self.w_q(query)[0] @ self.w_k.weight) * beta  # [Q, d], in Y's coordinates
         # laid out [B, S, Q]: one plain [B·S, d] × [d, Q] matmul, and the softmax over S then
         # vectorises along Q (see the mixed-scale branch of forward)
-        scores = stored @ state.T
-        weights = torch.softmax(scores if beta == 1.0 else scores * beta, dim=-2)
+        weights = torch.softmax(stored @ state.T, dim=-2)
         if p:
             weights = F.dropout(weights, p)
+        value_map = self.w_o.weight @ self.w_v.weight  # [d, d]
+        bias = self.w_o.bias if residual is None else self.w_o.bias + residual
+        if stored.shape[-2] < state.shape[0]:
+            # fewer stored tokens than queries (HSC's prototype level: 24 tokens, 40 queries):
+            # A (Y M) instead of (A Y) M projects S rows, not Q, and the bias and residual
+            # ride in the output matmul (baddbmm) instead of passes of their own over [B, Q, d]
+            return torch.baddbmm(bias, weights.transpose(-1, -2), F.linear(stored, value_map))
         mixed = weights.transpose(-1, -2) @ stored  # [B, Q, d]: A Y
-        return F.linear(mixed, self.w_o.weight @ self.w_v.weight, self.w_o.bias)
+        out = F.linear(mixed, value_map, self.w_o.bias)
+        return out if residual is None else out + residual
 
 
 class HopfieldPooling(Memory):

@@ -29,6 +29,8 @@ from torch import nn
 
 from affectkit import ComponentConfig, Dropout, Head, component, get_registry
 
+from .hopfield import HopfieldPooling
+
 
 class HSCConfig(ComponentConfig):
     """Tokens -> prototype level (K·P) -> emotion level (K) -> global, then the classifier."""
@@ -87,9 +89,9 @@ class HSC(Head):
     def levels(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``[B, T, d]`` -> prototype ``[B, K·P, d]``, emotion ``[B, K, d]``, global ``[B, d]``."""
         n_proto, n_emo, n_glob = self.norms
-        proto = n_proto(self.proto_pool(tokens) + self.proto_pool.queries)
-        emo = n_emo(self.emotion_pool(proto) + self.emotion_pool.queries)
-        glob = n_glob(self.global_pool(emo) + self.global_pool.queries)
+        proto = n_proto(_with_queries(self.proto_pool, tokens))
+        emo = n_emo(_with_queries(self.emotion_pool, proto))
+        glob = n_glob(_with_queries(self.global_pool, emo))
         return proto, emo, glob[:, 0]
 
     def forward(self, tokens: torch.Tensor, summary: torch.Tensor | None = None) -> torch.Tensor:
@@ -105,6 +107,13 @@ class HSC(Head):
             per_emotion = einsum(emo, self.emotion_weight, "b k d, k d -> b k")
             logits = logits + per_emotion + self.emotion_bias
         return logits
+
+
+def _with_queries(pool: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """pool(tokens) + pool.queries; Hopfield pooling adds them inside its output matmul."""
+    if isinstance(pool, HopfieldPooling):
+        return pool(tokens, residual=pool.queries)
+    return pool(tokens) + pool.queries
 
 
 def build_hsc(config: HSCConfig, *, dim: int, num_emotions: int, summary_dim: int = 0) -> HSC:

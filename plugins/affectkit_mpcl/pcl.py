@@ -26,9 +26,13 @@ distinct targets, most of a row's negatives can be such false negatives. With
 distance below ``same_label_tol``); a row left without negatives contributes nothing.
 ``all`` keeps the paper's batch-wide negatives. Measured in docs/mpcl.md.
 
-Because a retrieval is a mixture of prototypes, the
-pair (x_i, y_i) is pulled towards the same co-activation pattern of emotion prototypes in
-both spaces: which emotions co-occur, not only which one dominates. The loss is invariant
+With ``block`` = b the batch is cut into near-equal blocks of at most b samples and j runs
+over i's block only (the loss is the size-weighted mean over blocks): a cap on the B² cost
+of large batches, the same loss for B ≤ b.
+
+Because a retrieval is a mixture of prototypes, the pair (x_i, y_i) is pulled towards the
+same co-activation pattern of emotion prototypes in both spaces: which emotions co-occur,
+not only which one dominates. The loss is invariant
 under swapping (x, U) with (y, V).
 """
 
@@ -67,6 +71,13 @@ class PCLConfig(ComponentConfig):
         validate_default=True,
         description="associative memory that retrieves from the banks (CLOOB: no projections)",
     )
+    block: int | None = Field(
+        None,
+        ge=2,
+        description="contrast within blocks of at most this many samples of the (shuffled) "
+        "batch: each anchor's negatives are the rest of its block, which caps the [B, B] cost "
+        "of large batches; null = the whole batch (same loss for batches up to block)",
+    )
 
 
 def same_label(target: torch.Tensor, tol: float) -> torch.Tensor:
@@ -86,28 +97,95 @@ def contrastive(
     tau: float,
     objective: Objective,
     exclude: torch.Tensor | None = None,
+    *,
+    unit: bool = False,
 ) -> torch.Tensor:
     """Mean over i of −log(exp(a_i·p_i/τ) / Σ_j exp(a_i·p_j/τ)), j ≠ i for InfoLOOB.
 
     ``exclude`` (``[B, B]`` bool, optional) removes pairs (i, j ≠ i) from the sum over j;
     rows with no j left (nothing to contrast against) are left out of the mean.
+
+    ``unit=True`` promises L2-normalised rows (as PCL's retrievals are), so every logit lies
+    in [−1/τ, 1/τ]: the log-sum-exp is then shifted by the constant c = 1/τ instead of each
+    row's maximum, log Σ_j exp(l_ij) = c + log Σ_j exp(l_ij − c), with no overflow and no
+    underflow while exp(−2c) is a normal float32 (:class:`_UnitContrastive`).
     """
+    eye = torch.eye(anchor.shape[0], dtype=torch.bool, device=anchor.device)
+    off = None if exclude is None else exclude & ~eye  # the diagonal is the positive
+    if unit and 1.0 / tau <= _MAX_SHIFT:
+        loob = objective == "infoloob"
+        return _UnitContrastive.apply(anchor, positive, 1.0 / tau, loob, off)[0]
     # 1/τ applied to the [B, d] anchors, not to the [B, B] logits (B× fewer divisions)
     logits = (anchor / tau) @ positive.T  # [B, B]; diagonal = positive pairs
     pos = logits.diagonal()
-    eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
     drop = eye if objective == "infoloob" else torch.zeros_like(eye)
-    if exclude is not None:
-        drop = drop | (exclude & ~eye)
-    if exclude is None and objective == "infonce":
-        return (torch.logsumexp(logits, dim=-1) - pos).mean()
-    negatives = ~(drop | eye)
-    kept = negatives.any(-1)  # rows with something to contrast against
+    if off is None:
+        return (torch.logsumexp(logits.masked_fill(drop, float("-inf")), dim=-1) - pos).mean()
+    drop = drop | off
+    kept = (~(drop | eye)).any(-1) | (objective == "infonce")  # rows with a term left
     # an emptied row gets finite logits so that logsumexp (and its gradient) stays finite;
     # its term is then dropped
     logits = logits.masked_fill(drop & kept[:, None], float("-inf"))
     per_row = torch.logsumexp(logits, dim=-1) - pos
     return torch.where(kept, per_row, 0.0).sum() / kept.sum().clamp_min(1)
+
+
+# Largest shift c = 1/τ of the bounded log-sum-exp: the smallest term, exp(−2c), must stay a
+# normal float32 (exp(−80) ≈ 1.8e-35 > 1.2e-38), or a row of far negatives could sum to 0.
+_MAX_SHIFT = 40.0
+
+
+class _UnitContrastive(torch.autograd.Function):
+    """InfoLOOB / InfoNCE of unit-norm rows with the constant shift c = 1/τ, in float32.
+
+    With the shift known, the ``[B, B]`` terms E = exp(l − c) come out of one gemm (addmm
+    adds −c) and one in-place exp; the positives (InfoLOOB) and the excluded pairs leave the
+    sums by zeroing their entries of E in place, and the backward is one scaling of E and the
+    two gemms: ∂L/∂l_ij = g/B' · (E_ij / S_i − δ_ij) over the B' rows that kept a term (every
+    kept entry of E is at least exp(−2c) > 0, so a row kept a term iff S_i > 0). Autograd
+    through the same ops needed a mask, a subtraction, copies and a [B, B] pass per op in
+    both directions. Computed in float32 whatever the autocast (logits up to 1/τ,
+    exponentiated). Outputs: the loss, then E and the row sums S (saved for the backward,
+    not differentiable).
+    """
+
+    generate_vmap_rule = True  # fold-parallel training vmaps the loss
+
+    @staticmethod
+    def forward(anchor, positive, inv_tau, loob, exclude):  # type: ignore[override]
+        with torch.autocast(anchor.device.type, enabled=False):
+            a, p = anchor.float(), positive.float()
+            terms = torch.addmm(a.new_full((), -inv_tau), a, p.T, alpha=inv_tau).exp_()
+            if loob:
+                terms.diagonal().zero_()
+            if exclude is not None:
+                terms.masked_fill_(exclude, 0.0)
+            sums = terms.sum(-1)
+            pos = (a * p).sum(-1) * inv_tau  # the diagonal, without a [B, B] pass
+            kept = sums > 0
+            per_row = sums.clamp_min(torch.finfo(sums.dtype).tiny).log() + inv_tau - pos
+            loss = torch.where(kept, per_row, 0.0).sum() / kept.sum().clamp_min(1)
+        return loss.to(anchor.dtype), terms, sums
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        anchor, positive, inv_tau, _, _ = inputs
+        _, terms, sums = output
+        ctx.mark_non_differentiable(terms, sums)
+        ctx.save_for_backward(anchor, positive, terms, sums)
+        ctx.inv_tau = inv_tau
+
+    @staticmethod
+    def backward(ctx, grad, *_):  # type: ignore[override]
+        anchor, positive, terms, sums = ctx.saved_tensors
+        with torch.autocast(anchor.device.type, enabled=False):
+            kept = sums > 0
+            scale = grad.float() * ctx.inv_tau / kept.sum().clamp_min(1) * kept
+            dlogits = terms * (scale / sums.clamp_min(torch.finfo(sums.dtype).tiny))[:, None]
+            dlogits.diagonal().sub_(scale)
+            d_anchor = dlogits @ positive.float()
+            d_positive = dlogits.T @ anchor.float()
+        return d_anchor.to(anchor.dtype), d_positive.to(positive.dtype), None, None, None
 
 
 class PCL(Loss):
@@ -121,16 +199,18 @@ class PCL(Loss):
         objective: Objective = "infoloob",
         tau: float = 0.1,
         beta: float | None = None,
+        block: int | None = None,
         negatives: Literal["other-labels", "all"] = "other-labels",
         same_label_tol: float = 1e-3,
     ) -> None:
         super().__init__()
-        self.memory, self.objective, self.tau = memory, objective, tau
+        self.memory, self.objective, self.tau, self.block = memory, objective, tau, block
         self.negatives, self.same_label_tol = negatives, same_label_tol
         self.beta = beta if beta is not None else 1.0 / math.sqrt(dim)
 
     def retrieve(self, query: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
-        """n(Hop_β(query, bank)): ``[B, d]`` from ``[K·P, d]`` (the batch is one query set)."""
+        """n(Hop_β(query, bank)): ``[B, d]`` from ``[K·P, d]`` (the batch is one query set);
+        banks stacked ``[n, K·P, d]`` give ``[n, B, d]``, one retrieval per bank."""
         return F.normalize(self.memory(query, bank, beta=self.beta), dim=-1)
 
     def forward(
@@ -145,14 +225,24 @@ class PCL(Loss):
         negatives; without it every other sample is a negative."""
         if x.shape[0] < 2:
             return x.sum() * 0.0  # no negatives in a batch of one
-        exclude = None
+        # every retrieval in one call: the 2B queries [x; y] against the stacked banks [U, V]
+        r = self.retrieve(torch.cat([x, y]), torch.stack([u, v]))  # [2, 2B, d]
+        n = x.shape[0]
+        u_x, u_y, v_x, v_y = r[0, :n], r[0, n:], r[1, :n], r[1, n:]
+        # near-equal blocks (every one of at least 2 samples), each weighted by its size
+        parts = math.ceil(n / self.block) if self.block else 1
+        labels = None
         if target is not None and self.negatives == "other-labels":
-            exclude = same_label(target.to(x.dtype), self.same_label_tol)
-        u_x, u_y = self.retrieve(x, u), self.retrieve(y, u)
-        v_x, v_y = self.retrieve(x, v), self.retrieve(y, v)
-        return contrastive(u_x, u_y, self.tau, self.objective, exclude) + contrastive(
-            v_y, v_x, self.tau, self.objective, exclude
-        )
+            labels = target.to(x.dtype).tensor_split(parts)
+        total = x.new_zeros(())
+        for b, (a_u, p_u, a_v, p_v) in enumerate(
+            zip(*(t.tensor_split(parts) for t in (u_x, u_y, v_y, v_x)), strict=True)
+        ):
+            exclude = None if labels is None else same_label(labels[b], self.same_label_tol)
+            loss = contrastive(a_u, p_u, self.tau, self.objective, exclude, unit=True)
+            loss = loss + contrastive(a_v, p_v, self.tau, self.objective, exclude, unit=True)
+            total = total + loss * (len(a_u) / n)
+        return total
 
 
 def build_pcl(config: PCLConfig, *, dim: int) -> PCL:
@@ -164,6 +254,7 @@ def build_pcl(config: PCLConfig, *, dim: int) -> PCL:
         objective=config.objective,
         tau=config.tau,
         beta=config.beta,
+        block=config.block,
         negatives=config.negatives,
         same_label_tol=config.same_label_tol,
     )

@@ -29,3 +29,17 @@ def test_dropout_module_is_identity_in_eval_and_seeded_in_training():
     assert torch.equal(fast_dropout(x, 0.0), x)
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(1.0)
+
+
+def test_dropout_under_vmap_draws_per_fold_masks_without_a_fallback():
+    """Fold-parallel training vmaps the step (randomness="different"): every fold gets its
+    own mask, and every op of the draw has a batching rule (a fallback loops over folds)."""
+    import warnings
+
+    x = torch.ones(3, 4000)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*batching rule.*")
+        y = torch.func.vmap(lambda t: fast_dropout(t, 0.3), randomness="different")(x)
+    assert not torch.equal(y[0], y[1])
+    for fold in y:
+        assert abs((fold == 0).float().mean().item() - 0.3) < 0.05

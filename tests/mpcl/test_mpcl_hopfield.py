@@ -114,21 +114,32 @@ def test_pooling_uses_learned_queries():
     torch.testing.assert_close(pool(tokens[:, torch.randperm(7)]), out, atol=float(tol), rtol=0)
 
 
-def test_shared_query_pooling_has_closed_form_gradients():
-    """Pooling folds W_K into the shared state and W_V into W_O (never projecting the
-    tokens); outputs and every gradient must equal the unfolded formula's."""
+@pytest.mark.parametrize(
+    ("queries", "n_tokens", "residual"),
+    [(3, 7, False), (3, 7, True), (9, 4, False), (9, 4, True)],
+    ids=["more-tokens", "more-tokens-residual", "more-queries", "more-queries-residual"],
+)
+def test_shared_query_pooling_has_closed_form_gradients(queries, n_tokens, residual):
+    """Pooling folds W_K (and β) into the shared state and W_V into W_O; with fewer tokens
+    than queries it projects the tokens by W_O W_V before mixing them and adds the bias and
+    a residual inside that matmul. Outputs and every gradient must equal the unfolded
+    formula's (+ the residual added afterwards)."""
     torch.manual_seed(6)
-    pool = HopfieldPooling(dim=8, queries=3).train()
-    tokens = torch.randn(4, 7, 8, requires_grad=True)
+    pool = HopfieldPooling(dim=8, queries=queries).train()
+    tokens = torch.randn(4, n_tokens, 8, requires_grad=True)
     assert pool.retrieval._folds(pool.queries, tokens)  # the folded path is the one tested
-    weights = torch.randn(4, 3, 8)
-    (pool(tokens) * weights).sum().backward()
+    weights = torch.randn(4, queries, 8)
+    extra = {"residual": pool.queries} if residual else {}
+    (pool(tokens, **extra) * weights).sum().backward()
     folded = {n: p.grad.clone() for n, p in pool.named_parameters()}
     folded["tokens"] = tokens.grad.clone()
     pool.zero_grad()
     tokens.grad = None
-    state = pool.queries.expand(4, 3, 8)
-    (closed_form(pool.retrieval, state, tokens, pool.retrieval.beta) * weights).sum().backward()
+    state = pool.queries.expand(4, queries, 8)
+    plain = closed_form(pool.retrieval, state, tokens, pool.retrieval.beta)
+    if residual:
+        plain = plain + pool.queries
+    (plain * weights).sum().backward()
     plain = {n: p.grad for n, p in pool.named_parameters()}
     plain["tokens"] = tokens.grad
     assert folded.keys() == plain.keys()

@@ -135,6 +135,26 @@ def test_contrastive_leaves_same_label_negatives_out():
     assert loss == 0 and torch.isfinite(a.grad).all() and a.grad.abs().max() == 0
 
 
+@pytest.mark.parametrize("objective", ["infoloob", "infonce"])
+def test_bounded_contrastive_with_exclusions_equals_autograd(objective):
+    """The shifted log-sum-exp (unit rows) with its hand-written backward gives the
+    autograd formula's loss and gradients when pairs are excluded, an emptied row included."""
+    torch.manual_seed(8)
+    a0 = torch.nn.functional.normalize(torch.randn(B, D), dim=-1)
+    p0 = torch.nn.functional.normalize(torch.randn(B, D), dim=-1)
+    group = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3])
+    exclude = group[:, None] == group[None, :]
+    exclude[5, :] = True  # row 5 loses every negative
+    out = []
+    for unit in (True, False):
+        a, p = a0.clone().requires_grad_(), p0.clone().requires_grad_()
+        loss = contrastive(a, p, 0.1, objective, exclude, unit=unit)
+        loss.backward()
+        out.append((loss.detach(), a.grad, p.grad))
+    for fast, plain in zip(out[0], out[1], strict=True):
+        torch.testing.assert_close(fast, plain)
+
+
 def test_pcl_with_distinct_targets_equals_the_paper_form():
     """other-labels changes nothing when every target differs, and only the same-label
     pairs when some repeat."""
@@ -155,3 +175,114 @@ def test_registry_builds_losses(registry):
     pcl = registry.get("loss", "pcl").build({"objective": "infonce", "beta": 2.0}, dim=D)
     assert pcl.objective == "infonce" and pcl.beta == 2.0
     assert sum(p.numel() for p in pcl.parameters()) == 0  # CLOOB-style: no projections
+
+
+def loob_reference(a, p, tau, objective):
+    """The straightforward formula: per-row logsumexp over the masked [B, B] logits."""
+    logits = a @ p.T / tau
+    if objective == "infoloob":
+        logits = logits.masked_fill(torch.eye(len(a), dtype=torch.bool), float("-inf"))
+    return (torch.logsumexp(logits, -1) - (a * p).sum(-1) / tau).mean()
+
+
+def value_and_grads(fn, *inputs):
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    out = fn(*leaves)
+    return out.detach(), torch.autograd.grad(out, leaves)
+
+
+@pytest.mark.parametrize("objective", ["infoloob", "infonce"])
+@pytest.mark.parametrize("tau", [0.1, 0.05, 0.01])  # 0.01: beyond the shift bound, fallback
+def test_bounded_contrastive_equals_logsumexp_formula(objective, tau):
+    """unit=True shifts by 1/τ instead of the row maximum: same loss, same gradients. Half
+    the rows have their positive almost equal to the anchor, so the diagonal dominates its
+    row (removing it by subtraction instead of masking would lose those rows' negatives)."""
+    torch.manual_seed(7)
+    n = 64
+    a = torch.nn.functional.normalize(torch.randn(n, D), dim=-1)
+    p = torch.nn.functional.normalize(torch.randn(n, D), dim=-1)
+    p[: n // 2] = torch.nn.functional.normalize(a[: n // 2] + 1e-3 * torch.randn(n // 2, D), dim=-1)
+    got, got_grads = value_and_grads(
+        lambda a, p: contrastive(a, p, tau, objective, unit=True), a, p
+    )
+    want, want_grads = value_and_grads(lambda a, p: loob_reference(a, p, tau, objective), a, p)
+    torch.testing.assert_close(got, want)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w)
+
+
+def test_bounded_contrastive_falls_back_where_the_shift_would_underflow():
+    """τ = 0.01 with every negative opposite its anchor: exp(l − 1/τ) = exp(−200) is 0 in
+    float32, so the shifted sum would be log 0; the row-max logsumexp keeps it finite."""
+    a = torch.nn.functional.normalize(torch.ones(4, D), dim=-1).clone()
+    a[1::2] *= -1  # rows alternate ±v: the positive p_i = a_i, half the negatives = −a_i
+    loss = contrastive(a, a.clone(), 0.01, "infoloob", unit=True)
+    assert torch.isfinite(loss)
+    torch.testing.assert_close(loss, loob_reference(a, a, 0.01, "infoloob"))
+
+
+@pytest.mark.parametrize("project", [False, True])
+def test_pcl_one_retrieval_call_equals_four(project):
+    """PCL retrieves [x; y] from the stacked banks [U, V] in one call; the loss and every
+    gradient must equal four separate retrievals and the plain InfoLOOB formula."""
+    from affectkit_mpcl.hopfield import HopfieldRetrieval
+
+    torch.manual_seed(8)
+    pcl = PCL(memory=HopfieldRetrieval(dim=D, project=project), dim=D, tau=0.1)
+    params = list(pcl.parameters())
+    x, y, u, v = torch.randn(B, D), torch.randn(B, D), torch.randn(N, D), torch.randn(N, D)
+
+    def four(x, y, u, v):
+        u_x, u_y, v_x, v_y = (pcl.retrieve(q, bank) for bank in (u, v) for q in (x, y))
+        return loob_reference(u_x, u_y, 0.1, "infoloob") + loob_reference(v_y, v_x, 0.1, "infoloob")
+
+    got, got_grads = value_and_grads(lambda *t: pcl(*t), x, y, u, v)
+    got_p = torch.autograd.grad(pcl(x, y, u, v), params) if project else ()
+    want, want_grads = value_and_grads(four, x, y, u, v)
+    want_p = torch.autograd.grad(four(x, y, u, v), params) if project else ()
+    torch.testing.assert_close(got, want)
+    for g, w in zip([*got_grads, *got_p], [*want_grads, *want_p], strict=True):
+        torch.testing.assert_close(g, w)
+
+
+def test_pcl_under_vmap_equals_per_fold():
+    """Fold-parallel training vmaps the loss over stacked folds and back-propagates the sum
+    (affectkit.parallel): values and gradients must be each fold's own."""
+    torch.manual_seed(9)
+    pcl = make_pcl()
+    folds = 3
+    inputs = [torch.randn(folds, B, D), torch.randn(folds, B, D)]
+    inputs += [torch.randn(folds, N, D), torch.randn(folds, N, D)]
+    batched, batched_grads = value_and_grads(lambda *t: torch.func.vmap(pcl)(*t).sum(), *inputs)
+    per_fold, per_fold_grads = value_and_grads(
+        lambda *t: sum(pcl(*f) for f in zip(*t, strict=True)), *inputs
+    )
+    torch.testing.assert_close(batched, per_fold)
+    for g, w in zip(batched_grads, per_fold_grads, strict=True):
+        torch.testing.assert_close(g, w)
+
+
+def test_bounded_contrastive_ignores_autocast():
+    """Under bf16 autocast (amp on CUDA, train.amp=bf16) the [B, B] logits of up to 1/τ are
+    still computed and exponentiated in float32: the loss is the float32 one."""
+    torch.manual_seed(10)
+    a = torch.nn.functional.normalize(torch.randn(B, D), dim=-1)
+    p = torch.nn.functional.normalize(torch.randn(B, D), dim=-1)
+    want = contrastive(a, p, 0.1, "infoloob", unit=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = contrastive(a, p, 0.1, "infoloob", unit=True)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_pcl_blocks_are_the_size_weighted_mean_of_per_block_losses():
+    """block=b cuts the batch into near-equal blocks of at most b (10 -> 4, 3, 3) whose
+    InfoLOOB only contrasts within the block; a batch of at most b is one block."""
+    torch.manual_seed(11)
+    x, y, u, v = torch.randn(10, D), torch.randn(10, D), torch.randn(N, D), torch.randn(N, D)
+    whole, blocked = make_pcl(), make_pcl()
+    blocked.block = 4
+    per_block = [whole(x[i:j], y[i:j], u, v) * (j - i) / 10 for i, j in ((0, 4), (4, 7), (7, 10))]
+    torch.testing.assert_close(blocked(x, y, u, v), sum(per_block))
+    blocked.block = 10
+    torch.testing.assert_close(blocked(x, y, u, v), whole(x, y, u, v), rtol=0, atol=0)

@@ -116,3 +116,50 @@ def test_primary_auto_rule():
         resolve_primary("eeg", wesad)
     with pytest.raises(UserError, match="at least one physiological"):
         resolve_primary("auto", spec({"behavioral": "behavioral"}))
+
+
+@pytest.mark.parametrize("project", [True, False])
+def test_folded_fusion_has_the_per_modality_gradients(project):
+    """MSAF gates every modality in one matmul and HopfieldRetrieval.mean_mixture moves the
+    projections onto the stored tokens; the output and every gradient must equal the plain
+    formula: per modality its own gate and unfolded retrieval, then the mean."""
+    torch.manual_seed(3)
+    memory = HopfieldRetrieval(dim=D, project=project)
+    msaf = MSAF(dim=D, auxiliary=["gsr", "ppg"], memory=memory, dropout=0.0).train()
+    p = torch.randn(3, 6, D, requires_grad=True)
+    aux = {"gsr": torch.randn(3, 4, D, requires_grad=True), "ppg": torch.randn(3, 2, D)}
+    aux["ppg"].requires_grad_()  # unequal token counts: each memory has its own softmax
+    leaves = [p, *aux.values(), *msaf.parameters()]
+    weights = torch.randn(3, 6, D)
+
+    def plain() -> torch.Tensor:
+        fused = [
+            memory(p, y, beta=msaf.betas, mix=torch.softmax(msaf.gates[m](p), -1))
+            for m, y in aux.items()
+        ]
+        return msaf.norm(p + torch.stack(fused).mean(0))
+
+    got = msaf(p, aux)
+    want = plain()
+    torch.testing.assert_close(got, want)
+    got_grads = torch.autograd.grad((got * weights).sum(), leaves)
+    want_grads = torch.autograd.grad((want * weights).sum(), leaves)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w)
+
+
+def test_memory_without_a_folded_mixture_is_called_per_modality():
+    """A fusion memory that only has forward(query, stored, beta=, mix=) gets one call per
+    auxiliary modality and the mean; same result as HopfieldRetrieval's folded call."""
+    torch.manual_seed(4)
+    memory = HopfieldRetrieval(dim=D)
+
+    class ForwardOnly(torch.nn.Module):
+        def forward(self, query, stored, **kwargs):
+            return memory(query, stored, **kwargs)
+
+    folded = MSAF(dim=D, auxiliary=["gsr", "ppg"], memory=memory).eval()
+    plain = MSAF(dim=D, auxiliary=["gsr", "ppg"], memory=ForwardOnly()).eval()
+    plain.load_state_dict(folded.state_dict(), strict=False)
+    p, aux = torch.randn(2, 5, D), {"gsr": torch.randn(2, 3, D), "ppg": torch.randn(2, 4, D)}
+    torch.testing.assert_close(plain(p, aux), folded(p, aux))

@@ -29,3 +29,18 @@ def test_dropout_module_is_identity_in_eval_and_seeded_in_training():
     assert torch.equal(fast_dropout(x, 0.0), x)
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(1.0)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_gives_the_bits_of_the_plain_formula(p):
+    # the in-place mask and scaling must not change a seeded run: same output, same gradient
+    x = torch.randn(32, 17, requires_grad=True)
+    g = torch.randn(32, 17)
+    torch.manual_seed(5)
+    y = fast_dropout(x, p)
+    (gx,) = torch.autograd.grad(y, x, g)
+    torch.manual_seed(5)
+    y_ref = x * (torch.rand_like(x) >= p) / (1.0 - p)
+    (gx_ref,) = torch.autograd.grad(y_ref, x, g)
+    assert torch.equal(y, y_ref)
+    assert torch.equal(gx, gx_ref)

@@ -21,7 +21,6 @@ import torch
 from einops import rearrange
 from pydantic import Field
 from torch import nn
-from torch_geometric.nn import ChebConv
 
 from affectkit import (
     Choice,
@@ -77,6 +76,10 @@ class DGCNNNet(nn.Module):
         self.channels = channels
         # W is unconstrained; A = ReLU(sym(W)) starts as a random dense non-negative graph.
         self.adjacency_weight = nn.Parameter(torch.rand(channels, channels))
+        # imported here: torch_geometric's import costs seconds (it imports torch._dynamo),
+        # which every CLI call and pool worker would pay for this one model
+        from torch_geometric.nn import ChebConv
+
         # ChebConv holds Θ_k (``lins[k].weight``) and the bias: its initialisation and
         # parameter names, so that seeded runs and saved models stay what they were; the
         # convolution itself is computed densely in forward

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
-from torch_geometric.nn import GCNConv
 
 from affectkit import (
     ComponentConfig,
@@ -105,6 +104,10 @@ class LabelGCNNet(nn.Module):
         self.modalities = modalities
         self.register_buffer("adjacency", adjacency.clone().float())  # [K, K], saved with weights
         self.label_embedding = nn.Parameter(torch.randn(k, label_dim) / label_dim**0.5)
+        # imported here: torch_geometric's import costs seconds (it imports torch._dynamo),
+        # which every CLI call and pool worker would pay for this one model
+        from torch_geometric.nn import GCNConv
+
         # GCNConv holds Θ (``lin.weight``) and the bias: its initialisation and parameter
         # names, so that seeded runs and saved models stay what they were; the propagation
         # itself is dense (classifiers)

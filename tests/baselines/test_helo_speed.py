@@ -1,7 +1,7 @@
 """The faster helo (issue 18) computes what helo computed before: same outputs, same
 gradients, same seeded dropout/DropKey masks, same training trajectory, up to rounding.
 
-The oracle is ``helo_frozen``, the old forward and loss kept as a record.
+The oracle is ``benchmarks/helo_frozen.py``, the old forward and loss kept as a record.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import helo_frozen as frozen
 import numpy as np
 import pytest
 import torch
@@ -17,6 +16,7 @@ from affectkit_baselines.helo import DropKeyCrossAttention
 from baseline_helpers import build, wesad_like
 
 from affectkit import EmotionDataset
+from benchmarks import helo_frozen as frozen
 from benchmarks.helo_reference import build_helo, random_dmer
 from tests.tolerances import plan_rtol, rounding_tol, training_rtol
 

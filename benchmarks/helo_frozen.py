@@ -1,6 +1,7 @@
 """helo's forward and loss as they were before the speed work of issue 18 (commit 3b95939).
 
-The oracle of ``test_helo_speed.py``: the faster ``HeLoNet`` must compute what this computes.
+The oracle of ``tests/baselines/test_helo_speed.py`` (the faster ``HeLoNet`` must compute
+what this computes) and the "before" of ``benchmarks/helo_speed.py``.
 Written as functions over a ``HeLoNet``'s own submodules and parameters, so that both run
 on the same weights, and with the operations in their old order, including the random draws
 of the dropout and DropKey masks (a seeded training step then draws the same masks on both

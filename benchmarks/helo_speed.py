@@ -6,7 +6,7 @@ and interleaved round by round (so that both sides see the same machine load):
 - a training step (``loss`` + backward + AdamW, batch 128, as ``train_loop`` runs it) of the
   old helo (``benchmarks/helo_frozen.py``, on the same weights) and of the current one, on
   DMER shapes and, when ``../shared/data/wesad-wrist`` is present, on WESAD-wrist shapes;
-- a validation forward (eval mode, no gradient, batch 1024, as validation runs it);
+- a validation forward (eval mode, no gradient, 1024 samples, as validation hands them over);
 - AdamW's own step on helo's parameters, per implementation (the loop ``train_loop`` uses
   on the CPU, ``foreach`` and ``fused``): helo's 3.5M-weight behavioral projection makes it
   a large share of the step;
@@ -123,7 +123,8 @@ def measure_steps(shapes, groups, rounds: int, batch: int = 128) -> dict[str, An
 
     @torch.no_grad()
     def eval_new() -> None:
-        net_new.eval()(x)
+        net_new.eval()
+        method.logits(x)  # as validation calls it: in chunks of HeLo.eval_chunk
 
     @torch.no_grad()
     def eval_old() -> None:

@@ -298,6 +298,11 @@ class HeLo(TorchMethod):
         "lr_decay": 0.99,
         "grad_clip": None,
     }
+    #: eval-mode forwards (validation, prediction) run this many samples at a time. They are
+    #: handed 1024 at once, whose shared-layer intermediates ([2048, 36, 384] floats, 113 MB)
+    #: miss the caches and fault in fresh pages: about 30% more CPU per sample than chunks
+    #: of 256, for the same outputs (each sample's forward is its own)
+    eval_chunk: ClassVar[int] = 256
 
     def __init__(self, config, **kwargs) -> None:
         super().__init__(config, **kwargs)
@@ -319,6 +324,16 @@ class HeLo(TorchMethod):
         assert self.model is not None
         start_linear_at(self.model.head[-1], log_prior)
         return True
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        assert self.model is not None
+        n = next(iter(batch.values())).shape[0]
+        if self.model.training or n <= self.eval_chunk:
+            return self.model(batch)
+        step = self.eval_chunk
+        return torch.cat(
+            [self.model({k: v[s : s + step] for k, v in batch.items()}) for s in range(0, n, step)]
+        )
 
     def build_model(self) -> nn.Module:
         return HeLoNet(

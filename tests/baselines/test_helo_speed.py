@@ -171,3 +171,21 @@ def test_dropkey_mask_differs_between_sets():
     s = torch.randn(2, 7, 16)
     out = attn(q, torch.stack([s, s]))
     assert not torch.allclose(out[:, :5], out[:, 5:])
+
+
+def test_eval_forward_in_chunks_is_the_forward_of_the_whole_batch(monkeypatch):
+    method = build_helo("cpu")
+    monkeypatch.setattr(type(method), "eval_chunk", 16)
+    data = random_dmer(40, seed=6)  # 16 + 16 + 8
+    method.model.eval()
+    with torch.no_grad():
+        chunked = method.logits(data)
+        whole = method.model(data)
+    assert chunked.shape == (40, 10)
+    # each sample's forward is its own; the chunks differ only in GEMM blocking
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=_rel() * float(whole.abs().max()))
+    method.model.train()  # training batches are never split (dropout draws, one loss)
+    calls = []
+    monkeypatch.setattr(method.model, "forward", lambda b: calls.append(len(b["eeg"])))
+    method.logits(data)
+    assert calls == [40]

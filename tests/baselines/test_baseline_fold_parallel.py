@@ -1,4 +1,4 @@
-"""dgcnn and label-gcn under fold-parallel training: the same fits as fold by fold."""
+"""dgcnn, label-gcn and helo under fold-parallel training: the same fits as fold by fold."""
 
 from __future__ import annotations
 
@@ -22,7 +22,11 @@ TINY = ["dataset.subjects=4", "dataset.trials=8", "dataset.windows=6", "protocol
 OPS_PER_STEP = {
     "dgcnn": 2 * (70 + 1399 + 128 + 10) + 128,
     "label-gcn": 2 * (913 + 256 + 128 + 64 + 10 + 128 + 10 + 128) + 128,
+    # helo at d = 32: fewer terms than test_helo_speed's count at d = 128, which bounds it
+    "helo": 2 * 3200 + 128,
 }
+# helo's DropKey draws masks too; its width is cut so that the test stays quick
+EXTRA = {"helo": ("method.drop_key=0", "method.dim=32", "train.batch_size=32")}
 
 
 def _setup(name: str, *extra: str):
@@ -32,12 +36,12 @@ def _setup(name: str, *extra: str):
     return cfg, data, proto, proto.folds(data)
 
 
-@pytest.mark.parametrize("name", ["dgcnn", "label-gcn"])
+@pytest.mark.parametrize("name", ["dgcnn", "label-gcn", "helo"])
 @pytest.mark.parametrize(
     "extra", [("train.epochs=3", "train.patience=0"), ("train.epochs=6", "train.patience=2")]
 )
 def test_fold_parallel_equals_sequential(name, extra):
-    cfg, data, proto, folds = _setup(name, *extra)
+    cfg, data, proto, folds = _setup(name, *extra, *EXTRA.get(name, ()))
     assert can_run_parallel(cfg, data, proto, folds, seed=0)
     assert_fold_parallel_matches(cfg, data, proto, folds, OPS_PER_STEP[name])
 

@@ -117,8 +117,8 @@ class DropKeyCrossAttention(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, query: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        sets = source.dim() == 4
-        source = source if sets else source.unsqueeze(0)
+        if source.dim() == 3:  # one key/value set
+            source = source.unsqueeze(0)
         q = rearrange(self.q(query), "b t (h e) -> b h t e", h=self.heads)
         k = rearrange(self.k(source), "m b s (h e) -> m b h s e", h=self.heads)
         v = rearrange(self.v(source), "m b s (h e) -> m b h s e", h=self.heads)
@@ -289,7 +289,7 @@ class HeLo(TorchMethod):
     # ``--set train.epochs=300 --set train.patience=0`` restores the published schedule.
     train_defaults: ClassVar[dict] = {
         "passes": 4,
-        # a helo step costs ~10x an mlp step (per-sample OT), so its floor and cap are lower
+        # a helo step costs ~10x an mlp step, so its floor and cap are lower
         "min_steps": 100,
         "max_steps": 1000,
         "batch_size": 128,

@@ -165,9 +165,10 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"## {ds['dataset']} ({len(ds['folds'])} folds)",
             "",
             "| policy | folds selecting the current step | mean valid KL at "
-            "selection | selection steps | validation windows | refit steps |",
-            "|---|---|---|---|---|---|",
+            "selection | selection steps | validation windows | refit steps | est. CPU s |",
+            "|---|---|---|---|---|---|---|",
         ]
+        step_ms, window_ms = _costs(ds["dataset"])
         for name, rows in ds["policies"].items():
             same = sum(
                 r["selected_step"] == b["selected_step"] for r, b in zip(rows, base, strict=True)
@@ -181,19 +182,45 @@ def to_markdown(report: dict[str, Any]) -> str:
                 refit_steps(r["selected_step"], f["steps_per_epoch"], f["steps_per_epoch_all"])
                 for r, f in zip(rows, ds["folds"], strict=True)
             )
+            cpu = ((steps + refit) * step_ms + windows * window_ms) / 1e3
             lines.append(
-                f"| {name} | {same}/{len(rows)} | {kl:.5f} | {steps} | {windows:,} | {refit} |"
+                f"| {name} | {same}/{len(rows)} | {kl:.5f} | {steps} | {windows:,} | {refit} "
+                f"| {cpu:.0f} |"
             )
         lines.append("")
+    lines += [
+        "Est. CPU s: training steps and validation windows priced at the current helo's CPU "
+        "cost per training step (batch 128) and per validation window, from "
+        "`benchmarks/results/helo-speed.json` (one thread).",
+        "",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _costs(dataset: str) -> tuple[float, float]:
+    """(CPU ms per training step, per validation window) of the current helo, measured by
+    benchmarks/helo_speed.py on this dataset's shapes."""
+    speed = json.loads((RESULTS / "helo-speed.json").read_text())["steps"]
+    r = speed["WESAD wrist" if dataset == "wesad" else "DMER"]
+    step = r["train_step"]["after"]["cpu_ms_min"]
+    return step, r["valid_forward_1024"]["after"]["cpu_ms_min"] / 1024
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.helo_schedule", description=__doc__)
     ap.add_argument("--datasets", default="synthetic,wesad")
+    ap.add_argument(
+        "--report-only", action="store_true", help="rewrite the .md from the stored .json"
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(RESULTS / "helo-schedule"))
     args = ap.parse_args(argv)
+    stem = Path(args.out)
+    if args.report_only:
+        report = json.loads(stem.with_suffix(".json").read_text())
+        stem.with_suffix(".md").write_text(to_markdown(report))
+        print(to_markdown(report))
+        return
     import torch
 
     torch.set_num_threads(args.threads)
@@ -202,7 +229,6 @@ def main(argv: list[str] | None = None) -> None:
         if name == "wesad" and not WESAD_DIR.is_dir():
             continue
         report["datasets"].append(run(name))
-        stem = Path(args.out)
         stem.parent.mkdir(parents=True, exist_ok=True)
         stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
         stem.with_suffix(".md").write_text(to_markdown(report))

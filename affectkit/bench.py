@@ -245,12 +245,15 @@ def run_bench(
             for fold in folds
             if (seed, fold.index) not in done[cfg.method.name]
         ]
+        executor = executor.resolve(jobs, data)  # --executor auto decides here
         invocation = {
             "executor": executor.describe(),
             "jobs": len(jobs),
             "computed_folds": 0,
             "reused_folds": reused,
         }
+        if executor.reason:
+            invocation["executor_reason"] = executor.reason
 
         def assemble() -> dict[str, Any]:
             return {

@@ -255,18 +255,27 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 ExecutorOpt = Annotated[
-    str, typer.Option("--executor", "-x", help="where fold jobs run: serial, local or ray")
+    str,
+    typer.Option(
+        "--executor",
+        "-x",
+        help="where fold jobs run: auto (a local process pool when the machine has room for "
+        "more than one fold and the folds are worth it, else serial; the choice is recorded "
+        "in results.json), serial, local or ray",
+    ),
 ]
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", "-w", min=1, help="parallel jobs (local, ray)")
+    int | None,
+    typer.Option("--workers", "-w", min=1, help="parallel jobs (auto: at most; local, ray)"),
 ]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
         "--threads",
         min=1,
-        help="torch CPU threads per fold job; equal counts give identical numbers on every "
-        "executor (default: serial torch's own, local cores/workers, ray 1)",
+        help="torch CPU threads per fold job (default 1: folds run side by side, one thread "
+        "each, which stays fast on a busy machine); equal counts give identical numbers on "
+        "every executor",
     ),
 ]
 
@@ -287,7 +296,7 @@ def bench(
         bool, typer.Option("--overwrite", help="replace mismatched results")
     ] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild the dataset")] = False,
-    executor: ExecutorOpt = "serial",
+    executor: ExecutorOpt = "auto",
     workers: WorkersOpt = None,
     threads: ThreadsOpt = None,
     ray_address: Annotated[

@@ -9,6 +9,16 @@ Determinism: torch on CPU sums in a thread-count-dependent order, so a fold comp
 with 1 thread and with 2 threads differs in the last bits. Every job therefore runs with
 an explicit thread count (``threads``); runs with equal thread counts give identical
 numbers on every executor.
+
+Threads and workers (the CLI's defaults, :func:`make_executor`): every fold job runs with
+**one torch thread** unless ``--threads`` says otherwise, and ``--executor auto`` runs the
+jobs in a local process pool of ``cores // threads`` workers when that leaves room for more
+than one fold (:func:`choose_executor`). One thread per fold and folds side by side use
+every core without oversubscribing it: torch's threads wait for each other at every
+operation, so two threads that share two cores with another busy process ran about 9×
+slower than one (issue 18), while separate single-threaded processes only share the time.
+The rule depends on the machine's core count only, never on its momentary load, so the same
+command on the same machine always computes the same numbers.
 """
 
 from __future__ import annotations
@@ -28,8 +38,13 @@ from .interfaces import Fold, Protocol
 if TYPE_CHECKING:
     from .config import RunConfig
 
-EXECUTORS = ("serial", "local", "ray")
+EXECUTORS = ("auto", "serial", "local", "ray")
 DEFAULT_GPUS_PER_JOB = 0.25
+#: torch threads per fold job unless --threads says otherwise (module docstring)
+DEFAULT_THREADS = 1
+#: below this many windows a fold trains in about a second, less than a pool worker's
+#: start-up (importing torch and the plugins, 3-5 s of CPU), so ``auto`` stays in-process
+POOL_MIN_WINDOWS = 1000
 
 JobOutput = tuple[FoldResult, FoldPredictions]
 OnDone = Callable[["FoldJob", FoldResult, FoldPredictions], None]
@@ -154,6 +169,82 @@ def run_jobs_parallel(
         )
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. under taskset or a
+    container's cpuset), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _free_memory() -> int | None:
+    """Bytes of memory free now, where the OS says (Linux); None elsewhere."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _in_process_only(jobs: Sequence[FoldJob]) -> str | None:
+    """Why these jobs must run in this process (GPU or fold-parallel training), if so."""
+    import torch
+
+    from .config import validate_run_config
+    from .evaluate import method_train_config
+
+    seen: set[str] = set()
+    for job in jobs:
+        if job.config_hash in seen:
+            continue
+        seen.add(job.config_hash)
+        train = method_train_config(validate_run_config(job.config))
+        if train.device == "cuda" or (train.device == "auto" and torch.cuda.is_available()):
+            return f"{job.method} trains on the GPU, which one process uses best"
+        if train.fold_parallel > 1:
+            return f"{job.method} trains folds as one vmapped model (train.fold_parallel)"
+    return None
+
+
+def choose_executor(
+    jobs: Sequence[FoldJob],
+    data: EmotionDataset,
+    *,
+    threads: int,
+    max_workers: int | None = None,
+    cores: int | None = None,
+    free_memory: int | None = None,
+) -> tuple[int, str]:
+    """``--executor auto``: (number of pool workers, why); 1 worker means serial.
+
+    A pool pays when the machine has room for more than one fold (``cores // threads``
+    workers), there is more than one fold job, the folds are worth a worker's start-up
+    (:data:`POOL_MIN_WINDOWS`), they train on the CPU one fold at a time, and the dataset
+    copy each worker holds fits in half the free memory.
+    """
+    cores = usable_cores() if cores is None else cores
+    free = _free_memory() if free_memory is None else free_memory
+    if len(jobs) < 2:
+        return 1, f"{len(jobs)} fold job(s) to run"
+    slots = cores // threads
+    if slots < 2:
+        return 1, f"{cores} core(s) at {threads} thread(s) per fold: room for one fold"
+    if len(data) < POOL_MIN_WINDOWS:
+        return 1, f"{len(data)} windows: folds this small finish before a worker starts"
+    reason = _in_process_only(jobs)
+    if reason is not None:
+        return 1, reason
+    workers = min(slots, len(jobs), max_workers or slots)
+    why = f"{len(jobs)} fold jobs, {cores} cores at {threads} thread(s) per fold"
+    if free is not None:
+        data_bytes = data.targets.nbytes + sum(x.nbytes for x in data.modalities.values())
+        fit = int(free // 2 // max(data_bytes, 1))
+        if fit < workers:
+            workers = max(1, fit)
+            why += f"; {workers} dataset copies fit in half the free memory"
+    return workers, why
+
+
 class Executor:
     """Runs jobs one after the other in this process (``--executor serial``).
 
@@ -164,12 +255,18 @@ class Executor:
     """
 
     name = "serial"
+    #: why ``--executor auto`` chose this executor (recorded in results.json); "" otherwise
+    reason = ""
 
     def __init__(self, *, threads: int | None = None) -> None:
         self.threads = threads
 
     def job_threads(self) -> int | None:
         return self.threads
+
+    def resolve(self, jobs: Sequence[FoldJob], data: EmotionDataset) -> Executor:
+        """The executor that runs ``jobs``: itself, except for ``auto``."""
+        return self
 
     def run(
         self,
@@ -223,11 +320,12 @@ class LocalExecutor(Executor):
 
     def __init__(self, *, workers: int | None = None, threads: int | None = None) -> None:
         super().__init__(threads=threads)
-        self.workers = max(1, workers or (os.cpu_count() or 1))
+        # as many workers as there are cores for them, so that they do not oversubscribe
+        self.workers = max(1, workers or usable_cores() // (threads or 1))
 
     def job_threads(self) -> int:
         # without an explicit count, share the cores out so that workers do not oversubscribe
-        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        return self.threads or max(1, usable_cores() // self.workers)
 
     def run(self, jobs, data, on_done, callbacks=None):
         import multiprocessing as mp
@@ -261,6 +359,37 @@ class LocalExecutor(Executor):
 
     def describe(self) -> str:
         return f"local ({self.workers} workers × {self.job_threads()} threads)"
+
+
+class AutoExecutor(Executor):
+    """``--executor auto``: a local process pool where it pays, else serial
+    (:func:`choose_executor`); the choice and its reason go into results.json."""
+
+    name = "auto"
+
+    def __init__(self, *, workers: int | None = None, threads: int | None = None) -> None:
+        super().__init__(threads=threads or DEFAULT_THREADS)
+        self.max_workers = workers
+
+    def job_threads(self) -> int:
+        return self.threads or DEFAULT_THREADS
+
+    def resolve(self, jobs: Sequence[FoldJob], data: EmotionDataset) -> Executor:
+        threads = self.job_threads()
+        workers, why = choose_executor(jobs, data, threads=threads, max_workers=self.max_workers)
+        chosen = (
+            LocalExecutor(workers=workers, threads=threads)
+            if workers > 1
+            else Executor(threads=threads)
+        )
+        chosen.reason = f"auto: {why}"
+        return chosen
+
+    def run(self, jobs, data, on_done, callbacks=None):
+        self.resolve(jobs, data).run(jobs, data, on_done, callbacks)
+
+    def describe(self) -> str:
+        return f"auto, {self.job_threads()} thread(s) per fold"
 
 
 # --------------------------------------------------------------------------- ray
@@ -404,21 +533,24 @@ class RayExecutor(Executor):
 
 
 def make_executor(
-    name: str = "serial",
+    name: str = "auto",
     *,
     workers: int | None = None,
     threads: int | None = None,
     ray_address: str | None = None,
     gpus_per_job: float | None = None,
 ) -> Executor:
+    """The CLI's executor: ``threads`` defaults to :data:`DEFAULT_THREADS` per fold job."""
+    if name == "auto":
+        return AutoExecutor(workers=workers, threads=threads)
     if name == "serial":
         if workers not in (None, 1):
             raise UserError(
-                "--workers needs --executor local or ray; serial runs one job at a time."
+                "--workers needs --executor auto, local or ray; serial runs one job at a time."
             )
-        return Executor(threads=threads)
+        return Executor(threads=threads or DEFAULT_THREADS)
     if name == "local":
-        return LocalExecutor(workers=workers, threads=threads)
+        return LocalExecutor(workers=workers, threads=threads or DEFAULT_THREADS)
     if name == "ray":
         cpus = float(threads) if threads else 1.0
         return RayExecutor(

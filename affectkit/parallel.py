@@ -253,8 +253,11 @@ class _StackedRun:
         )
         n_folds = len(self.splits)
         methods: list[TorchMethod] = []
-        for f, (_, fseed, *_rest) in enumerate(self.splits):
+        for f, (_, fseed, fit_idx, *_rest) in enumerate(self.splits):
             m = build_method(cfg, self.data.spec, fseed)
+            # the fit split's labels, in the selection run and in the refit alike, as
+            # TorchMethod.fit does (per-fold buffers, e.g. label-gcn's graph)
+            m.prepare_labels(self.data.targets[fit_idx])
             m.model = None
             m._ensure_model()  # same seeded initialisation as a sequential fit
             m._start(target[train_idx[f]])

@@ -408,6 +408,15 @@ class TorchMethod(Method):
         (the call runs under ``torch.no_grad``). Default: nothing.
         """
 
+    def prepare_labels(self, targets: np.ndarray) -> None:
+        """Per-fit state computed from the fit split's labels ``[n, K]`` before the model is
+        built (default: nothing), such as label-gcn's co-occurrence graph.
+
+        Called by :meth:`fit`, and by fold-parallel training for each fold with that fold's
+        fit split, so keep what the model needs in a buffer of ``build_model()``'s module:
+        fold-parallel training stacks buffers per fold.
+        """
+
     def start_at_prior(self, log_prior: torch.Tensor) -> bool:
         """Make the untrained model output ``log_prior`` (``[K]``) as logits for every input.
 
@@ -441,6 +450,7 @@ class TorchMethod(Method):
         return device
 
     def fit(self, train, valid=None, progress=None):
+        self.prepare_labels(train.targets)
         self.model = None
         device = self._ensure_model()
         tr = dataset_tensors(train, device)

@@ -131,3 +131,21 @@ def assert_same_fits(
         np.testing.assert_allclose(p2, p1, rtol=rtol, atol=0)
         compared += 1
     assert compared >= len(a) / 2, f"early stopping diverged on {len(a) - compared} folds"
+
+
+def assert_fold_parallel_matches(cfg: Any, data: Any, protocol: Any, folds: Any, ops: int) -> None:
+    """Folds trained as one vmapped model (affectkit.parallel) against fold by fold, with
+    the training tolerance for steps of ``ops`` accumulated terms (see *Training*)."""
+    from affectkit.evaluate import method_train_config, run_fold
+    from affectkit.parallel import run_folds_parallel
+
+    seq = [run_fold(cfg, data, protocol, f, seed=0) for f in folds]
+    par = run_folds_parallel(cfg, data, protocol, folds, seed=0)
+    assert all(r.fit_info["fold_parallel"] == len(folds) for r, _ in par)
+    train = method_train_config(cfg)
+    steps = training_steps(train.epochs, max(len(f.train) for f in folds), train.batch_size)
+    assert_same_fits(
+        [(r.metrics, r.fit_info, p.pred, p.target) for r, p in seq],
+        [(r.metrics, r.fit_info, p.pred, p.target) for r, p in par],
+        training_rtol(steps, ops),
+    )

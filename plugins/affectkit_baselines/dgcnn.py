@@ -7,8 +7,10 @@ L̃ = 2L/λ_max − I (λ_max = 2), the Chebyshev graph convolution of order K i
 
     H = ReLU( Σ_{k<K} T_k(L̃) X Θ_k ),   T_0 = I, T_1 = L̃, T_k = 2 L̃ T_{k−1} − T_{k−2}
 
-(``torch_geometric.nn.ChebConv`` on the B graphs of a batch stacked as one disconnected
-graph). Then logits = MLP([vec(H) ‖ vec(x_m) for every non-EEG modality m]).
+(``torch_geometric.nn.ChebConv``'s convolution, computed densely with ``C × C`` matmuls by
+:func:`affectkit.layers.chebyshev_basis`, as mpcl's ``graph-tokens`` encoder does: it batches
+and vmaps, so dgcnn trains under fold-parallel training). Then
+logits = MLP([vec(H) ‖ vec(x_m) for every non-EEG modality m]).
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from einops import rearrange, repeat
+from einops import rearrange
 from pydantic import Field
 from torch import nn
-from torch_geometric.nn import ChebConv
 
 from affectkit import (
     Choice,
@@ -32,6 +33,7 @@ from affectkit import (
     UserError,
     start_linear_at,
 )
+from affectkit.layers import chebyshev_basis, scaled_laplacian, symmetric_adjacency
 
 from .features import flat_dim, flatten_tensors
 from .mlp import mlp_layers
@@ -74,9 +76,13 @@ class DGCNNNet(nn.Module):
         self.channels = channels
         # W is unconstrained; A = ReLU(sym(W)) starts as a random dense non-negative graph.
         self.adjacency_weight = nn.Parameter(torch.rand(channels, channels))
-        src, dst = torch.meshgrid(torch.arange(channels), torch.arange(channels), indexing="ij")
-        off_diagonal = src != dst
-        self.register_buffer("edges", torch.stack([src[off_diagonal], dst[off_diagonal]]))  # [2, E]
+        # imported here: torch_geometric's import costs seconds (it imports torch._dynamo),
+        # which every CLI call and pool worker would pay for this one model
+        from torch_geometric.nn import ChebConv
+
+        # ChebConv holds Θ_k (``lins[k].weight``) and the bias: its initialisation and
+        # parameter names, so that seeded runs and saved models stay what they were; the
+        # convolution itself is computed densely in forward
         self.cheb = ChebConv(bands, graph_channels, K=cheb_order, normalization="sym")
         self.act = nn.ReLU()
         self.head = mlp_layers(
@@ -84,22 +90,18 @@ class DGCNNNet(nn.Module):
         )
 
     def adjacency(self) -> torch.Tensor:
-        w = self.adjacency_weight
-        return torch.relu(0.5 * (w + w.T))
+        """A = ReLU((W + Wᵀ)/2) without self-loops (ChebConv drops them), ``[C, C]``."""
+        return symmetric_adjacency(self.adjacency_weight)
+
+    def graph_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, F] -> [B, C, H]``: Σ_k T_k(L̃) X Θ_kᵀ + b (ChebConv's output)."""
+        basis = chebyshev_basis(scaled_laplacian(self.adjacency()), x, len(self.cheb.lins))
+        theta = torch.stack([lin.weight for lin in self.cheb.lins])  # [K, H, F]
+        return torch.einsum("bckf,khf->bch", basis, theta) + self.cheb.bias
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = batch[self.eeg]  # [B, C, F]
-        b = x.shape[0]
-        # B copies of the channel graph as one disconnected graph: node (i, c) -> i*C + c
-        offsets = torch.arange(b, device=x.device) * self.channels
-        edge_index = rearrange(
-            self.edges[:, None, :] + offsets[None, :, None], "two b e -> two (b e)"
-        )
-        a = self.adjacency()
-        edge_weight = repeat(a[self.edges[0], self.edges[1]], "e -> (b e)", b=b)
-        nodes = rearrange(x, "b c f -> (b c) f")
-        h = self.act(self.cheb(nodes, edge_index, edge_weight))  # [(B C), H]
-        h = rearrange(h, "(b c) h -> b (c h)", b=b)
+        h = self.act(self.graph_conv(batch[self.eeg]))  # [B, C, H]
+        h = rearrange(h, "b c h -> b (c h)")
         if self.extra:
             h = torch.cat([h, flatten_tensors(batch, self.extra)], dim=-1)
         return self.head(h)
@@ -109,8 +111,6 @@ class DGCNN(TorchMethod):
     """EEG channel graph with learned adjacency and Chebyshev convolution (+ other modalities)."""
 
     train_defaults: ClassVar[dict] = {"batch_size": 128, "lr": 1e-3}
-    # torch-geometric's ChebConv uses boolean masking, which vmap cannot batch
-    fold_parallel: ClassVar[bool] = False
 
     def __init__(self, config, **kwargs) -> None:
         super().__init__(config, **kwargs)
@@ -143,6 +143,10 @@ class DGCNN(TorchMethod):
         assert self.model is not None
         start_linear_at(self.model.head[-1], log_prior)
         return True
+
+    def load_state_dict(self, state):
+        # models saved before the dense convolution also hold the sparse graph's edge list
+        super().load_state_dict({k: v for k, v in state.items() if k != "edges"})
 
     def build_model(self) -> nn.Module:
         c = self.config

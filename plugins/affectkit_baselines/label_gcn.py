@@ -9,11 +9,16 @@ c_ij = M_ij / M_ii ≈ Pr(j present | i present):
 
 (ML-GCN's binarise-and-reweight against over-smoothing; a row without neighbours keeps
 A'_ii = 1). Model: label embeddings E₀ ∈ ℝ^{K×e} (learnable: there are no word vectors
-here) pass through two GCN layers over A' (``torch_geometric.nn.GCNConv``) to give one
-classifier per emotion, W = GCN(E₀, A') ∈ ℝ^{K×d}; the sample embedding is an MLP of the
-concatenated modalities, h = MLP(x) ∈ ℝ^d, and
+here) pass through two GCN layers over A' to give one classifier per emotion,
+W = GCN(E₀, A') ∈ ℝ^{K×d}; the sample embedding is an MLP of the concatenated modalities,
+h = MLP(x) ∈ ℝ^d, and
 
     logits_k = ⟨W_k, h⟩ + b_k .
+
+A GCN layer is ``torch_geometric.nn.GCNConv`` (no added self-loops) computed densely:
+H' = Â H Θᵀ + b with Â = D^{-1/2} A' D^{-1/2}, D_ii = Σ_j A'_ij. The graph is a buffer of
+the model, built from the fit split's labels before the model is (``prepare_labels``), so
+fold-parallel training gives every fold its own graph.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
-from torch_geometric.nn import GCNConv
 
 from affectkit import (
     ComponentConfig,
@@ -99,10 +103,14 @@ class LabelGCNNet(nn.Module):
         k = spec.num_emotions
         self.modalities = modalities
         self.register_buffer("adjacency", adjacency.clone().float())  # [K, K], saved with weights
-        dst, src = torch.meshgrid(torch.arange(k), torch.arange(k), indexing="ij")
-        # message j -> i carries A'_ij: edge (source j, target i)
-        self.register_buffer("edges", torch.stack([src.reshape(-1), dst.reshape(-1)]))
         self.label_embedding = nn.Parameter(torch.randn(k, label_dim) / label_dim**0.5)
+        # imported here: torch_geometric's import costs seconds (it imports torch._dynamo),
+        # which every CLI call and pool worker would pay for this one model
+        from torch_geometric.nn import GCNConv
+
+        # GCNConv holds Θ (``lin.weight``) and the bias: its initialisation and parameter
+        # names, so that seeded runs and saved models stay what they were; the propagation
+        # itself is dense (classifiers)
         self.gcn1 = GCNConv(label_dim, gcn_hidden, add_self_loops=False, normalize=True)
         self.gcn2 = GCNConv(gcn_hidden, embed_dim, add_self_loops=False, normalize=True)
         self.act = nn.LeakyReLU(0.2)
@@ -111,9 +119,12 @@ class LabelGCNNet(nn.Module):
 
     def classifiers(self) -> torch.Tensor:
         """``[K, d]``: one weight vector per emotion, from the label graph."""
-        w = self.adjacency[self.edges[1], self.edges[0]]
-        h = self.act(self.gcn1(self.label_embedding, self.edges, w))
-        return self.gcn2(h, self.edges, w)
+        a = self.adjacency  # message j -> i carries A'_ij
+        degree = a.sum(-1)
+        inv_sqrt = torch.where(degree > 0, degree.clamp_min(1e-30).rsqrt(), 0.0)
+        norm = inv_sqrt[:, None] * a * inv_sqrt[None, :]  # Â = D^{-1/2} A' D^{-1/2}
+        h = self.act(norm @ self.gcn1.lin(self.label_embedding) + self.gcn1.bias)
+        return norm @ self.gcn2.lin(h) + self.gcn2.bias
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         h = self.encoder(flatten_tensors(batch, self.modalities))  # [B, d]
@@ -124,21 +135,23 @@ class LabelGCN(TorchMethod):
     """ML-GCN-style classifiers from a label co-occurrence graph of the training labels."""
 
     train_defaults: ClassVar[dict] = {"batch_size": 128, "lr": 1e-3}
-    # the label graph is built from each fold's training labels in fit()
-    fold_parallel: ClassVar[bool] = False
 
     #: A' of the last fit (identity before any fit; a loaded checkpoint restores the buffer)
     adjacency: torch.Tensor | None = None
 
-    def fit(self, train, valid=None, progress=None):
-        # The graph sees the fit split only: neither validation nor test labels shape it.
+    def prepare_labels(self, targets: np.ndarray) -> None:
+        # The graph sees the fit split only: neither validation nor test labels shape it
+        # (the refit on fit + validation keeps it).
         c = self.config
         self.adjacency = torch.from_numpy(
             cooccurrence_adjacency(
-                train.targets, presence=c.presence, threshold=c.threshold, reweight=c.reweight
+                targets, presence=c.presence, threshold=c.threshold, reweight=c.reweight
             )
         )
+
+    def fit(self, train, valid=None, progress=None):
         info = super().fit(train, valid, progress)
+        assert self.adjacency is not None
         return {**info, "graph_edges": int((self.adjacency > 0).sum() - len(self.adjacency))}
 
     def start_at_prior(self, log_prior: torch.Tensor) -> bool:
@@ -165,6 +178,7 @@ class LabelGCN(TorchMethod):
         )
 
     def load_state_dict(self, state):
-        super().load_state_dict(state)
+        # models saved before the dense propagation also hold the sparse graph's edge list
+        super().load_state_dict({k: v for k, v in state.items() if k != "edges"})
         assert self.model is not None
         self.adjacency = self.model.adjacency.detach().cpu().clone()

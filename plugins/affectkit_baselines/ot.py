@@ -35,14 +35,18 @@ def sinkhorn(
     kernel: torch.Tensor, mu: torch.Tensor, nu: torch.Tensor, iterations: int
 ) -> torch.Tensor:
     """Scale ``kernel [B, n, m]`` to the marginals ``mu [B, n]``, ``nu [B, m]``."""
-    tiny = torch.finfo(kernel.dtype).tiny
-    b = torch.ones_like(nu)
-    a = torch.ones_like(mu)
-    # broadcast-multiply-and-sum beats bmm for these tiny [n, m] matrix-vector products on CPU
+    tiny = kernel.new_full((1, 1, 1), torch.finfo(kernel.dtype).tiny)
+    # the scalings as row vectors [B, 1, ·]: a batched vector-times-matrix product runs as
+    # one GEMM call, about twice as fast on the CPU as a broadcast multiply and a sum (and
+    # several times faster than bmm with a column vector) at these sizes
+    kernel_t = kernel.transpose(1, 2).contiguous()
+    mu_row, nu_row = mu.unsqueeze(1), nu.unsqueeze(1)
+    b = torch.ones_like(nu_row)
+    a = torch.ones_like(mu_row)
     for _ in range(iterations):
-        a = mu / ((kernel * b.unsqueeze(-2)).sum(-1) + tiny)  # G b
-        b = nu / ((kernel * a.unsqueeze(-1)).sum(-2) + tiny)  # Gᵀ a
-    return a.unsqueeze(-1) * kernel * b.unsqueeze(-2)
+        a = mu_row / torch.baddbmm(tiny, b, kernel_t)  # (G b)ᵀ + tiny
+        b = nu_row / torch.baddbmm(tiny, a, kernel)  # (Gᵀ a)ᵀ + tiny
+    return a.transpose(1, 2) * kernel * b
 
 
 def gromov_wasserstein(

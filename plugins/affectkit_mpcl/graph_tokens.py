@@ -25,6 +25,7 @@ from pydantic import Field
 from torch import nn
 
 from affectkit import ComponentConfig, Dropout, Encoder
+from affectkit.layers import chebyshev_basis, scaled_laplacian, symmetric_adjacency
 
 
 class GraphTokensConfig(ComponentConfig):
@@ -64,25 +65,15 @@ class GraphTokens(Encoder):
 
     def adjacency(self) -> torch.Tensor:
         """A = ReLU((W + Wᵀ)/2) with a zero diagonal (self-loops are T_0's job)."""
-        w = self.adjacency_weight
-        a = torch.relu(0.5 * (w + w.T))
-        return a * (1 - torch.eye(a.shape[0], device=a.device, dtype=a.dtype))
+        return symmetric_adjacency(self.adjacency_weight)
 
     def scaled_laplacian(self) -> torch.Tensor:
         """L̃ = −D^{-1/2} A D^{-1/2} (isolated channels get a zero row)."""
-        a = self.adjacency()
-        inv_sqrt = torch.rsqrt(a.sum(-1).clamp_min(1e-6))
-        return -(inv_sqrt[:, None] * a * inv_sqrt[None, :])
+        return scaled_laplacian(self.adjacency())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop(rearrange(x, "b c ... -> b c (...)"))  # [B, C, F]
-        lap = self.scaled_laplacian()
-        terms = [x]
-        if self.order > 1:
-            terms.append(einsum(lap, x, "c e, b e f -> b c f"))
-        for _ in range(2, self.order):
-            terms.append(2 * einsum(lap, terms[-1], "c e, b e f -> b c f") - terms[-2])
-        stacked = torch.stack(terms, dim=2)  # [B, C, K, F]
+        stacked = chebyshev_basis(self.scaled_laplacian(), x, self.order)  # [B, C, K, F]
         h = einsum(stacked, self.theta, "b c k f, k f d -> b c d") + self.bias
         return self.norm(nn.functional.gelu(h) + self.embed)
 

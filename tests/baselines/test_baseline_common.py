@@ -92,25 +92,6 @@ def test_helo_keeps_published_defaults_under_an_epochs_override():
     )
 
 
-@pytest.mark.parametrize("name", ["dgcnn", "label-gcn"])
-def test_methods_that_cannot_be_vmapped_fall_back_to_fold_by_fold(name, tmp_path):
-    from affectkit.bench import resolve_configs, run_bench
-
-    over = [
-        "dataset.subjects=4",
-        "dataset.trials=8",
-        "dataset.windows=6",
-        "protocol.folds=null",
-        "train.epochs=1",
-        "train.fold_parallel=4",
-    ]
-    (cfg,) = resolve_configs([name], overrides=over)
-    res, _ = run_bench([cfg], run_dir=tmp_path / "run")
-    folds = res["methods"][name]["folds"]
-    assert len(folds) == 4
-    assert all("fold_parallel" not in f["fit_info"] for f in folds)
-
-
 def test_prior_is_the_mean_of_the_whole_training_fold(split):
     # the protocol's validation hold-out is training data for a method without early stopping
     prior = build("prior", split.train, seed=0)

@@ -91,3 +91,26 @@ def test_classifiers_propagate_along_the_rows_of_the_graph(split):
         # two 10-term neighbourhood sums (plus the normalisation's few roundings)
         tol = rounding_tol(64 + 10 + 128 + 10 + 6, scale=float(expected.abs().max()) + 1.0)
         torch.testing.assert_close(net.classifiers(), expected, atol=tol, rtol=0)
+
+
+def test_dense_propagation_equals_torch_geometric_gcnconv(split):
+    # rows that do not sum to 1 (and an isolated emotion) exercise the normalisation
+    # D^{-1/2} A' D^{-1/2}; the sparse reference is GCNConv's message passing, the way
+    # label-gcn computed it before the dense propagation
+    k = split.train.spec.num_emotions
+    adj = torch.rand(k, k, generator=torch.Generator().manual_seed(0))
+    adj[3] = 0.0
+    method = build("label-gcn", split.train, **FAST)
+    method.adjacency = adj
+    net = method.build_model().eval()
+    dst, src = torch.meshgrid(torch.arange(k), torch.arange(k), indexing="ij")
+    edges = torch.stack([src.reshape(-1), dst.reshape(-1)])  # message j -> i carries A'_ij
+    w = adj[edges[1], edges[0]]
+    with torch.no_grad():
+        h = F.leaky_relu(net.gcn1(net.label_embedding, edges, w), 0.2)
+        sparse = net.gcn2(h, edges, w)
+        dense = net.classifiers()
+    assert torch.equal(dense[3], net.gcn2.bias)  # no neighbours, no in-edges: the bias alone
+    # the 64- and 128-input linear maps, two 10-term neighbourhood sums and the degrees
+    tol = rounding_tol(64 + 10 + 128 + 10 + 10 + 6, scale=float(sparse.abs().max()) + 1.0)
+    torch.testing.assert_close(dense, sparse, atol=tol, rtol=0)

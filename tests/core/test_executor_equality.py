@@ -1,14 +1,16 @@
 """Serial, local process pool and Ray give identical fold results; resume crosses engines."""
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
 
+from affectkit import executors
 from affectkit.bench import resolve_configs, run_bench
 from affectkit.datasets import load_dataset
 from affectkit.errors import UserError
-from affectkit.executors import Executor, LocalExecutor, RayExecutor, make_executor
+from affectkit.executors import Executor, FoldJob, RayExecutor, make_executor
 from affectkit.results import ResultsStore, results_hash
 
 TINY = ["dataset.subjects=4", "dataset.trials=8", "dataset.windows=6", "train.epochs=2"]
@@ -75,16 +77,69 @@ def test_job_config_survives_the_trip_to_a_worker():
         assert again.train.model_dump(exclude_unset=True) == {"epochs": 2, "lr": 0.01}
 
 
-def test_local_process_pool_equals_serial(tmp_path, data, serial):
+def test_auto_runs_a_local_pool_that_equals_serial(tmp_path, data, serial, monkeypatch):
+    # two cores and folds worth a worker: auto picks the pool, records why, and computes
+    # what serial computes with the same (default) one thread per fold
+    monkeypatch.setattr(executors, "usable_cores", lambda: 2)
+    monkeypatch.setattr(executors, "POOL_MIN_WINDOWS", len(data))
+    engine = make_executor("auto")
+    assert engine.job_threads() == 1
     res, run_dir = run_bench(
-        configs(),
-        run_dir=tmp_path / "run",
-        data=data,
-        seeds=SEEDS,
-        executor=LocalExecutor(workers=2, threads=1),
+        configs(), run_dir=tmp_path / "run", data=data, seeds=SEEDS, executor=engine
     )
-    assert res["last_invocation"]["executor"].startswith("local (2 workers")
+    inv = res["last_invocation"]
+    assert inv["executor"].startswith("local (2 workers × 1 threads")
+    assert inv["executor_reason"].startswith("auto: 16 fold jobs, 2 cores at 1 thread(s)")
+    record = json.loads(
+        ResultsStore(run_dir).fold_stem("mlp", 0, 0).with_suffix(".json").read_text()
+    )
+    assert (record["executor"], record["threads"]) == ("local", 1)
     assert_same_as_serial(res, run_dir, serial)
+
+
+def _jobs(n: int, **train) -> list[FoldJob]:
+    (cfg,) = resolve_configs(
+        ["mlp"], overrides=[*TINY, *(f"train.{k}={v}" for k, v in train.items())]
+    )
+    shipped = cfg.model_dump(mode="json", exclude_unset=True, exclude={"output"})
+    return [FoldJob("mlp", shipped, 0, i, results_hash(cfg), threads=1) for i in range(n)]
+
+
+def test_auto_rule_pool_only_where_it_pays(data, monkeypatch):
+    monkeypatch.setattr(executors, "POOL_MIN_WINDOWS", len(data))
+    big = 10**12
+    choose = executors.choose_executor
+    assert choose(_jobs(8), data, threads=1, cores=4, free_memory=big)[0] == 4
+    assert choose(_jobs(3), data, threads=1, cores=4, free_memory=big)[0] == 3  # jobs cap it
+    assert choose(_jobs(8), data, threads=2, cores=4, free_memory=big)[0] == 2  # cores/threads
+    assert choose(_jobs(8), data, threads=1, cores=4, max_workers=2, free_memory=big)[0] == 2
+    workers, why = choose(_jobs(8), data, threads=1, cores=1, free_memory=big)
+    assert workers == 1 and "room for one fold" in why
+    workers, why = choose(_jobs(8), data, threads=2, cores=2, free_memory=big)
+    assert workers == 1 and "room for one fold" in why
+    workers, why = choose(_jobs(1), data, threads=1, cores=4, free_memory=big)
+    assert workers == 1 and "1 fold job" in why
+    workers, why = choose(_jobs(8, fold_parallel=4), data, threads=1, cores=4, free_memory=big)
+    assert workers == 1 and "fold_parallel" in why
+    one_copy = data.targets.nbytes + sum(x.nbytes for x in data.modalities.values())
+    workers, why = choose(_jobs(8), data, threads=1, cores=4, free_memory=6 * one_copy)
+    assert workers == 3 and "free memory" in why
+    monkeypatch.setattr(executors, "POOL_MIN_WINDOWS", len(data) + 1)
+    workers, why = choose(_jobs(8), data, threads=1, cores=4, free_memory=big)
+    assert workers == 1 and f"{len(data)} windows" in why
+
+
+def test_auto_in_process_is_serial_and_says_why(tmp_path, data):
+    # the tiny dataset is below POOL_MIN_WINDOWS: no pool, and results.json says so
+    res, _ = run_bench(
+        configs(), run_dir=tmp_path / "run", data=data, seeds=[0], executor=make_executor("auto")
+    )
+    inv = res["last_invocation"]
+    assert inv["executor"] == "serial, 1 threads"
+    assert (
+        inv["executor_reason"]
+        == f"auto: {len(data)} windows: folds this small finish before a worker starts"
+    )
 
 
 @pytest.mark.skipif(
@@ -107,9 +162,12 @@ def test_ray_local_instance_equals_serial_and_resumes_a_serial_run(tmp_path, dat
 
 
 def test_executor_options_are_checked():
-    with pytest.raises(UserError, match="--workers needs --executor local or ray"):
+    with pytest.raises(UserError, match="--workers needs --executor auto, local or ray"):
         make_executor("serial", workers=4)
     with pytest.raises(UserError, match="unknown executor 'dask'"):
         make_executor("dask")
     assert make_executor("local", workers=2, threads=3).job_threads() == 3
     assert make_executor("ray", threads=2).job_threads() == 2
+    # the CLI's default: one thread per fold job on every executor
+    for name in ("auto", "serial", "local", "ray"):
+        assert make_executor(name).job_threads() == 1

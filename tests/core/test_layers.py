@@ -43,3 +43,18 @@ def test_dropout_under_vmap_draws_per_fold_masks_without_a_fallback():
     assert not torch.equal(y[0], y[1])
     for fold in y:
         assert abs((fold == 0).float().mean().item() - 0.3) < 0.05
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_gives_the_bits_of_the_plain_formula(p):
+    # the in-place mask and scaling must not change a seeded run: same output, same gradient
+    x = torch.randn(32, 17, requires_grad=True)
+    g = torch.randn(32, 17)
+    torch.manual_seed(5)
+    y = fast_dropout(x, p)
+    (gx,) = torch.autograd.grad(y, x, g)
+    torch.manual_seed(5)
+    y_ref = x * ((torch.rand_like(x) > p).float() * (1.0 / (1.0 - p)))
+    (gx_ref,) = torch.autograd.grad(y_ref, x, g)
+    assert torch.equal(y, y_ref)
+    assert torch.equal(gx, gx_ref)

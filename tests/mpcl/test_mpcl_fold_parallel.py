@@ -8,7 +8,7 @@ from affectkit_mpcl.averaging import WeightAveraged, update_stacked
 from torch import nn
 from torch.func import stack_module_state
 
-from tests.tolerances import assert_same_fits, rounding_tol, training_rtol, training_steps
+from tests.tolerances import assert_fold_parallel_matches, rounding_tol
 
 TINY = ["dataset.subjects=4", "dataset.trials=8", "dataset.windows=6", "protocol.folds=null"]
 NO_DROPOUT = [
@@ -82,8 +82,8 @@ def test_mpcl_qualifies_for_fold_parallel(registry):
 def test_fold_parallel_equals_sequential(extra):
     from affectkit.bench import resolve_configs
     from affectkit.datasets import load_dataset
-    from affectkit.evaluate import build_protocol, method_train_config, run_fold
-    from affectkit.parallel import can_run_parallel, run_folds_parallel
+    from affectkit.evaluate import build_protocol
+    from affectkit.parallel import can_run_parallel
 
     over = [*TINY, "method.dim=16", "train.batch_size=32", *NO_DROPOUT, *extra]
     (cfg,) = resolve_configs(["mpcl"], overrides=over)
@@ -92,13 +92,4 @@ def test_fold_parallel_equals_sequential(extra):
     proto = build_protocol(cfg)
     folds = proto.folds(data)
     assert can_run_parallel(cfg, data, proto, folds, seed=0)
-    seq = [run_fold(cfg, data, proto, f, seed=0) for f in folds]
-    par = run_folds_parallel(cfg, data, proto, folds, seed=0)
-    assert all(r.fit_info["fold_parallel"] == len(folds) for r, _ in par)
-    train = method_train_config(cfg)
-    steps = training_steps(train.epochs, max(len(f.train) for f in folds), train.batch_size)
-    assert_same_fits(
-        [(r.metrics, r.fit_info, p.pred, p.target) for r, p in seq],
-        [(r.metrics, r.fit_info, p.pred, p.target) for r, p in par],
-        training_rtol(steps, MPCL_OPS_PER_STEP),
-    )
+    assert_fold_parallel_matches(cfg, data, proto, folds, MPCL_OPS_PER_STEP)

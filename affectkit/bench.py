@@ -24,7 +24,14 @@ from .config import (
 from .data import EmotionDataset
 from .datasets import load_dataset
 from .errors import UserError
-from .evaluate import Callbacks, FoldPredictions, FoldResult, build_protocol, method_train_config
+from .evaluate import (
+    Callbacks,
+    FoldPredictions,
+    FoldResult,
+    build_method,
+    build_protocol,
+    method_train_config,
+)
 from .executors import Executor, FoldJob
 from .io import check_writable_dir
 from .plugins import get_registry
@@ -128,8 +135,13 @@ def run_bench(
     data: EmotionDataset | None = None,
     executor: Executor | None = None,
     tune: TuneSettings | None = None,
+    skip_unfit: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     """Run every (method, seed, fold) job not already finished in ``run_dir``.
+
+    ``skip_unfit`` (``--method all`` / ``baselines``): a method that refuses this dataset
+    when it is built (e.g. dgcnn without EEG channels) is left out with its reason, recorded
+    in results.json as ``skipped_methods``, instead of stopping the whole run.
 
     Each finished fold is stored at once and results.json/summary.* are rewritten after
     it, so a killed run loses at most the folds in flight; the same call resumes it.
@@ -174,6 +186,9 @@ def run_bench(
         t_load = time.perf_counter()
         data = data if data is not None else load_dataset(first.dataset, use_cache=use_cache)
         load_seconds = time.perf_counter() - t_load
+        skipped: dict[str, str] = {}
+        if skip_unfit:
+            configs, skipped = _fitting_methods(configs, data)
         protocol = build_protocol(first)
         folds = protocol.folds(data)
         n_folds = len(folds)
@@ -196,6 +211,8 @@ def run_bench(
             "versions": versions(),
             "dataset_load_seconds": load_seconds,
         }
+        if skipped:
+            header["skipped_methods"] = skipped
         if nested is not None:
             header["nested"] = {**nested, "tuned_methods": sorted(tuned)}
         store.begin_run(
@@ -292,6 +309,24 @@ def run_bench(
         results = assemble()
         store.write_summaries(results)
     return results, run_dir
+
+
+def _fitting_methods(
+    configs: Sequence[RunConfig], data: EmotionDataset
+) -> tuple[list[RunConfig], dict[str, str]]:
+    """The configs whose method accepts ``data`` when built, and {name: reason} for the rest."""
+    kept, skipped = [], {}
+    for cfg in configs:
+        try:
+            build_method(cfg, data.spec, cfg.seed)
+        except UserError as exc:
+            skipped[cfg.method.name] = str(exc)
+        else:
+            kept.append(cfg)
+    if not kept:
+        reasons = "; ".join(f"{m}: {why}" for m, why in skipped.items())
+        raise UserError(f"no selected method can run on this dataset ({reasons})")
+    return kept, skipped
 
 
 def _tuned_methods(configs: Sequence[RunConfig], tune: TuneSettings | None) -> set[str]:

@@ -405,7 +405,10 @@ def bench(
             callbacks=_RichCallbacks(progress),  # type: ignore[arg-type]
             executor=engine,
             tune=nested,
+            skip_unfit=_selects_group(method),
         )
+    for name, why in results.get("skipped_methods", {}).items():
+        console.print(f"skipped {name}: {why}", markup=False, highlight=False)
     print_results(results)
     inv = results.get("last_invocation", {})
     console.print(
@@ -494,6 +497,13 @@ def _interrupted_exit(what_is_kept: str) -> Iterator[None]:
             raise
         where = f" while writing {exc.filename}" if exc.filename else ""
         raise UserError(f"the disk is full{where}. Free some space; {what_is_kept}.") from None
+
+
+def _selects_group(method: str | None) -> bool:
+    """Whether ``--method`` names a group (all, baselines) rather than only methods."""
+    from .bench import GROUP_NAMES
+
+    return bool(method) and any(m.strip() in GROUP_NAMES for m in str(method).split(","))
 
 
 def _quote(path: Path) -> str:

@@ -128,3 +128,16 @@ def test_cli_exits_2_with_a_clear_message_without_eeg(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "dgcnn needs an EEG modality 'eeg'" in message
     assert "Traceback" not in proc.stderr
+
+
+def test_a_group_run_skips_dgcnn_without_eeg(tmp_path):
+    """`--method all/baselines` on a dataset without EEG: dgcnn is left out with its reason
+    (recorded in results.json), the other methods run; named explicitly it still refuses."""
+    from affectkit.bench import resolve_configs, run_bench
+
+    cfgs = resolve_configs(["prior", "dgcnn"], overrides=["protocol.folds=2"])
+    results, _ = run_bench(cfgs, run_dir=tmp_path / "o", data=wesad_like(64), skip_unfit=True)
+    assert "needs an EEG modality" in results["skipped_methods"]["dgcnn"]
+    assert list(results["methods"]) == ["prior"] and results["methods"]["prior"]["complete"]
+    with pytest.raises(UserError, match="needs an EEG modality"):
+        run_bench(cfgs, run_dir=tmp_path / "p", data=wesad_like(64))

@@ -15,11 +15,12 @@ the positive V_{x_i}, the negatives V_{x_j}. With InfoLOOB (leave-one-out bound,
     PCL = L_U + L_V
 
 InfoNCE keeps j = i in the denominator. With ``block`` = b the batch is cut into near-equal
-blocks of at most b samples and j runs over i's block only (the loss is the size-weighted mean
-over blocks): a cap on the B² cost of large batches, the same loss for B ≤ b. Because a retrieval is a mixture of prototypes, the
-pair (x_i, y_i) is pulled towards the same co-activation pattern of emotion prototypes in
-both spaces: which emotions co-occur, not only which one dominates. The loss is invariant
-under swapping (x, U) with (y, V).
+blocks of at most b samples and j runs over i's block only (the loss is the size-weighted
+mean over blocks): a cap on the B² cost of large batches, the same loss for B ≤ b.
+
+Because a retrieval is a mixture of prototypes, the pair (x_i, y_i) is pulled towards the
+same co-activation pattern of emotion prototypes in both spaces: which emotions co-occur,
+not only which one dominates. The loss is invariant under swapping (x, U) with (y, V).
 """
 
 from __future__ import annotations

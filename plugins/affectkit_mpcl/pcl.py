@@ -32,8 +32,7 @@ of large batches, the same loss for B ≤ b.
 
 Because a retrieval is a mixture of prototypes, the pair (x_i, y_i) is pulled towards the
 same co-activation pattern of emotion prototypes in both spaces: which emotions co-occur,
-not only which one dominates. The loss is invariant
-under swapping (x, U) with (y, V).
+not only which one dominates. The loss is invariant under swapping (x, U) with (y, V).
 """
 
 from __future__ import annotations

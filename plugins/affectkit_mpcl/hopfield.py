@@ -213,8 +213,8 @@ class HopfieldRetrieval(Memory):
 
         ``query [B, Q, d]``, ``stored[m] [B, S_m, d]``, ``mix[m] [B, Q, n]`` -> ``[B, Q, d]``.
         With one head and no normalisation the projections move to the stored side, as in
-        :meth:`_shared_query`: (ξ W_Qᵀ)(Y W_Kᵀ)ᵀ = ξ (Y W_Kᵀ W_Q)ᵀ and, the weights of each
-        query summing to one, mean_m (A_m Y_m W_Vᵀ W_Oᵀ + b) = Σ_m A_m (Y_m (W_O W_V)ᵀ / M) + b.
+        :meth:`_shared_query`: (ξ W_Qᵀ)(Y W_Kᵀ)ᵀ = ξ (Y W_Kᵀ W_Q)ᵀ and
+        mean_m (A_m Y_m W_Vᵀ W_Oᵀ + b) = Σ_m A_m (Y_m (W_O W_V)ᵀ / M) + b.
         The few stored tokens are projected instead of the many queries (MSAF: 4 tokens per
         auxiliary modality against 18 EEG tokens), and every memory's weights meet the
         values in one matmul.
@@ -244,8 +244,9 @@ class HopfieldRetrieval(Memory):
         weights = torch.cat(mixed, dim=1) if len(mixed) > 1 else mixed[0]  # [B, ΣS, Q]
         if self.dropout and self.training:
             weights = F.dropout(weights, self.dropout)
-        out = weights.transpose(-1, -2) @ values
-        return out if bias is None else out + bias
+        if bias is None:
+            return weights.transpose(-1, -2) @ values
+        return torch.baddbmm(bias, weights.transpose(-1, -2), values)
 
     def _folds(self, query: torch.Tensor, stored: torch.Tensor) -> bool:
         """Whether :meth:`_shared_query` applies: one query set shared by a batch of memories,

@@ -171,12 +171,15 @@ class _UnitContrastive(torch.autograd.Function):
         anchor, positive, inv_tau, _, _ = inputs
         _, terms, sums = output
         ctx.mark_non_differentiable(terms, sums)
+        ctx.set_materialize_grads(False)  # no [B, B] zeros for E's (never used) gradient
         ctx.save_for_backward(anchor, positive, terms, sums)
         ctx.inv_tau = inv_tau
 
     @staticmethod
     def backward(ctx, grad, *_):  # type: ignore[override]
         anchor, positive, terms, sums = ctx.saved_tensors
+        if grad is None:
+            return None, None, None, None
         with torch.autocast(anchor.device.type, enabled=False):
             kept = sums > 0
             scale = grad.float() * ctx.inv_tau / kept.sum().clamp_min(1) * kept

@@ -179,7 +179,7 @@ class _UnitContrastive(torch.autograd.Function):
     def backward(ctx, grad, *_):  # type: ignore[override]
         anchor, positive, terms, sums = ctx.saved_tensors
         if grad is None:
-            return None, None, None, None
+            return None, None, None, None, None
         with torch.autocast(anchor.device.type, enabled=False):
             kept = sums > 0
             scale = grad.float() * ctx.inv_tau / kept.sum().clamp_min(1) * kept

@@ -93,20 +93,16 @@ def main() -> None:
             ],
             env,
         )
-        predict_s, _, _ = _run(
-            [
+
+        def predict_args(out: str) -> list[str]:
+            return [
                 *cli,
-                "predict",
-                "--checkpoint",
-                str(root / "ck"),
-                "--dataset",
-                "e4",
-                "--data-dir",
-                str(hour),
-                "--out",
-                str(root / "p.csv"),
-                "--no-cache",
-            ],
+                *("predict", "--checkpoint", str(root / "ck"), "--dataset", "e4"),
+                *("--data-dir", str(hour), "--out", str(root / out), "--no-cache"),
+            ]
+
+        predict_s, _, _ = _run(
+            predict_args("p.csv"),
             env,
         )
         # ru_maxrss of children: the largest so far, and train ran first; so measure predict
@@ -118,17 +114,7 @@ def main() -> None:
                 "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
                 "capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN)"
                 ".ru_maxrss)",
-                *cli,
-                "predict",
-                "--checkpoint",
-                str(root / "ck"),
-                "--dataset",
-                "e4",
-                "--data-dir",
-                str(hour),
-                "--out",
-                str(root / "p2.csv"),
-                "--no-cache",
+                *predict_args("p2.csv"),
             ],
             capture_output=True,
             text=True,

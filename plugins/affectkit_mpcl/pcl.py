@@ -109,19 +109,23 @@ def contrastive(
     row's maximum, log Σ_j exp(l_ij) = c + log Σ_j exp(l_ij − c), with no overflow and no
     underflow while exp(−2c) is a normal float32 (:class:`_UnitContrastive`).
     """
+    bounded = unit and 1.0 / tau <= _MAX_SHIFT
+    loob = objective == "infoloob"
+    if bounded and exclude is None:  # no [B, B] mask: the diagonal is zeroed in place there
+        return _UnitContrastive.apply(anchor, positive, 1.0 / tau, loob, None)[0]
     eye = torch.eye(anchor.shape[0], dtype=torch.bool, device=anchor.device)
     off = None if exclude is None else exclude & ~eye  # the diagonal is the positive
-    if unit and 1.0 / tau <= _MAX_SHIFT:
-        loob = objective == "infoloob"
+    if bounded:
         return _UnitContrastive.apply(anchor, positive, 1.0 / tau, loob, off)[0]
     # 1/τ applied to the [B, d] anchors, not to the [B, B] logits (B× fewer divisions)
     logits = (anchor / tau) @ positive.T  # [B, B]; diagonal = positive pairs
     pos = logits.diagonal()
-    drop = eye if objective == "infoloob" else torch.zeros_like(eye)
     if off is None:
-        return (torch.logsumexp(logits.masked_fill(drop, float("-inf")), dim=-1) - pos).mean()
-    drop = drop | off
-    kept = (~(drop | eye)).any(-1) | (objective == "infonce")  # rows with a term left
+        if loob:
+            logits = logits.masked_fill(eye, float("-inf"))
+        return (torch.logsumexp(logits, dim=-1) - pos).mean()
+    drop = off | eye if loob else off
+    kept = (~(drop | eye)).any(-1) | (not loob)  # rows with a term left
     # an emptied row gets finite logits so that logsumexp (and its gradient) stays finite;
     # its term is then dropped
     logits = logits.masked_fill(drop & kept[:, None], float("-inf"))

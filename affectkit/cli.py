@@ -1076,10 +1076,20 @@ class _StderrLog(logging.Handler):
 
 
 def main(argv: list[str] | None = None) -> None:
+    # The handler lives only for this call: an in-process caller (a notebook, a test) gets
+    # its logger back as it was, so its own handlers and pytest's caplog still see records.
     log = logging.getLogger("affectkit")
-    if not any(isinstance(h, _StderrLog) for h in log.handlers):
-        log.addHandler(_StderrLog(logging.WARNING))
-        log.propagate = False
+    handler, propagate = _StderrLog(logging.WARNING), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        _run_app(argv)
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
+def _run_app(argv: list[str] | None) -> None:
     try:
         app(args=argv, prog_name="affectkit")
     except UserError as exc:

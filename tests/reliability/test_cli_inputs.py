@@ -470,3 +470,16 @@ def test_plugins_listing_complete_at_80_columns_and_in_a_log_file(run_cli, monke
     folded = " ".join(shown.split())
     for d in descriptions:
         assert d in folded
+
+
+def test_an_in_process_cli_run_leaves_the_affectkit_logger_as_it_was(run_cli, caplog):
+    """main() prints affectkit's warnings itself while it runs; afterwards a notebook's or
+    pytest's handlers must see them again (a stray propagate=False hid them for good)."""
+    import logging
+
+    log = logging.getLogger("affectkit")
+    before = (list(log.handlers), log.propagate)
+    run_cli("list")
+    assert (list(log.handlers), log.propagate) == before
+    logging.getLogger("affectkit.dmer_raw").warning("seen after the run")
+    assert "seen after the run" in caplog.text

@@ -286,3 +286,19 @@ def test_pcl_blocks_are_the_size_weighted_mean_of_per_block_losses():
     torch.testing.assert_close(blocked(x, y, u, v), sum(per_block))
     blocked.block = 10
     torch.testing.assert_close(blocked(x, y, u, v), whole(x, y, u, v), rtol=0, atol=0)
+
+
+def test_pcl_default_block_keeps_the_whole_batch_loss_for_mpcl_training_batches():
+    """The default block caps the B² work of large (benchmark, inference-size) batches only:
+    mpcl's own training batch must still be one block, i.e. the paper's whole-batch loss."""
+    from affectkit_mpcl.method import MPCL
+    from affectkit_mpcl.pcl import PCLConfig
+
+    block = PCLConfig(name="pcl").block
+    assert block is not None and block >= MPCL.train_defaults["batch_size"]
+    torch.manual_seed(0)
+    n = MPCL.train_defaults["batch_size"]
+    x, y, u, v = torch.randn(n, D), torch.randn(n, D), torch.randn(6, D), torch.randn(6, D)
+    blocked, whole = make_pcl(), make_pcl()
+    blocked.block, whole.block = block, None
+    torch.testing.assert_close(blocked(x, y, u, v), whole(x, y, u, v), rtol=0, atol=0)

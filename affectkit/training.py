@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import time
 from abc import abstractmethod
@@ -446,7 +447,10 @@ class TorchMethod(Method):
             self.model = self.build_model()
             if self.train_config.compile:
                 self.model.compile()
-        self.model.to(device)
+        if not _placed_on(self.model, device):
+            # Module.to walks every submodule even when nothing moves: about 4 ms of a
+            # streamed window's 10 ms prediction for mpcl, so it runs only when needed
+            self.model.to(device)
         return device
 
     def fit(self, train, valid=None, progress=None):
@@ -560,6 +564,16 @@ class TorchMethod(Method):
         assert self.model is not None
         self.model.load_state_dict(state)
         self.model.eval()
+
+
+def _placed_on(model: nn.Module, device: torch.device) -> bool:
+    """Whether every parameter and buffer of ``model`` already lives on ``device``."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if t.device.type != device.type or (
+            device.index is not None and t.device.index != device.index
+        ):
+            return False
+    return True
 
 
 @torch.no_grad()

@@ -169,6 +169,13 @@ def main() -> None:
     print(markdown(result))
 
 
+def _load_remark(m: dict) -> str:
+    """Say when other jobs shared the cores: a load average above half the cores, before or
+    after, means the wall times are inflated."""
+    busy = max(m["load_average_before"][0], m["load_average_after"][0]) > 0.5 * m["cores"]
+    return " (other jobs shared the cores: wall times are inflated)" if busy else ""
+
+
 def markdown(r: dict) -> str:
     m, lat = r["machine"], r["latency_ms"]
     return (
@@ -176,8 +183,8 @@ def markdown(r: dict) -> str:
         "simulated E4 recording)\n\n"
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; niceness "
         f"{m['niceness']}, load average {m['load_average_before'][0]:.1f} before and "
-        f"{m['load_average_after'][0]:.1f} after (other jobs shared the cores: wall times are "
-        f"inflated). Date {r['date']}. `python -m benchmarks.monitoring`.\n\n"
+        f"{m['load_average_after'][0]:.1f} after{_load_remark(m)}. Date {r['date']}. "
+        "`python -m benchmarks.monitoring`.\n\n"
         "| measure | value | target |\n|---|---|---|\n"
         f"| windows (60 s, step 10 s, tags every 15 min) | {r['windows']} | |\n"
         f"| stream latency p50 (last sample -> JSON line) | {lat['p50']:.1f} ms | < 20 ms |\n"

@@ -49,7 +49,7 @@ from pydantic import Field, field_validator
 
 from affectkit import DatasetConfig, DatasetReader, EmotionDataset, UserError
 
-from .e4_features import EXTRACTORS, FEATURE_NAMES
+from .e4_features import CONTEXT_S, FEATURE_NAMES, window_features
 from .e4_io import SESSION_NAME, SIGNALS, Export, Signal
 from .sources import check_unique, natural_sorted
 
@@ -78,7 +78,7 @@ class E4Config(DatasetConfig):
     window_s: float = Field(60.0, gt=0, description="window length, seconds")
     step_s: float = Field(10.0, gt=0, description="step between window starts, seconds")
     context_s: float = Field(
-        30.0,
+        CONTEXT_S,
         ge=0,
         description="seconds before a window its filters may see (never after: live = offline)",
     )
@@ -321,62 +321,6 @@ def segment_starts(
         while lo + k * step_s + window_s <= hi + 1e-9:
             yield seg, k, lo + k * step_s
             k += 1
-
-
-def signal_window(
-    name: str,
-    x: np.ndarray,
-    base: int,
-    origin: float,
-    fs: float,
-    start: float,
-    window_s: float,
-    context_s: float,
-) -> np.ndarray | None:
-    """Features of the window starting at unix time ``start`` from ``x``, which holds the
-    signal's samples ``base, base + 1, ...`` (sample ``i`` at ``origin + i / fs``); ``None``
-    when a sample of the window is missing. The stream's ring buffers and the offline
-    reader's whole arrays both go through here, so they agree window for window."""
-    first = round((start - origin) * fs)
-    length = round(window_s * fs)
-    if first < base or first + length > base + len(x):
-        return None
-    lo = max(first - round(context_s * fs), base)
-    seg = x[lo - base : first + length - base]
-    bad = np.isnan(seg).reshape(len(seg), -1).any(axis=1)
-    if bad[first - lo :].any():
-        return None
-    gaps = np.flatnonzero(bad)
-    if gaps.size:  # the context stops at the last gap before the window
-        seg = seg[gaps[-1] + 1 :]
-        lo += gaps[-1] + 1
-    return EXTRACTORS[name](seg, fs, np.array([first - lo]), length)[0]
-
-
-def window_features(
-    mapping: dict[str, str],
-    arrays: dict[str, tuple[np.ndarray, int, float, float]],
-    start: float,
-    window_s: float,
-    context_s: float,
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Per modality the window's features (NaN where the signal is missing) and the list of
-    modalities that are missing; ``arrays``: signal -> (x, base, origin, fs)."""
-    by_signal: dict[str, np.ndarray | None] = {}
-    for sig in dict.fromkeys(mapping.values()):
-        if sig in arrays:
-            x, base, origin, fs = arrays[sig]
-            by_signal[sig] = signal_window(sig, x, base, origin, fs, start, window_s, context_s)
-        else:
-            by_signal[sig] = None
-    feats, missing = {}, []
-    for m, sig in mapping.items():
-        f = by_signal[sig]
-        if f is None:
-            missing.append(m)
-            f = np.full(len(FEATURE_NAMES[sig]), np.nan)
-        feats[m] = f
-    return feats, missing
 
 
 def describe_runs(times: list[float], step_s: float, tz: _dt.tzinfo) -> str:

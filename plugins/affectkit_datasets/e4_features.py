@@ -2,10 +2,10 @@
 
 Each extractor takes one signal ``x`` (the whole recording, or a stretch of it), its rate
 and the windows ``[first, first + length)`` as sample indices into ``x``, and returns
-``[W, D]`` features vectorised over windows. Filters and peak detectors run once over all
-of ``x``: ``wesad`` passes the whole recording, ``e4`` passes each window with the
-``context_s`` seconds before it (:mod:`e4`), so that a window's features never depend on
-samples after it and the live stream computes exactly what the offline reader does.
+``[W, D]`` features vectorised over windows. Both readers and the live stream call them
+through :func:`signal_window`, with each window and the ``CONTEXT_S`` seconds before it,
+so that a window's features never depend on samples after it and ``wesad``, ``e4`` and
+``affectkit stream`` compute the same numbers for the same stretch of signal.
 
 - BVP (64 Hz) -> 27 DMER PPG statistics of the 0.5-8 Hz band-passed pulse
   (:func:`dmer_features.peripheral_stats`), then heart rate and HRV from pulse peaks
@@ -15,9 +15,9 @@ samples after it and the live stream computes exactly what the offline reader do
   is kept if it is 0.3-2 s and within 30 % of the median of its 11 neighbours; a window
   with fewer than 2 kept intervals gets NaN HR/HRV values.
 - EDA (4 Hz) -> 28 DMER GSR statistics of the raw signal, then neurokit2 ``eda_phasic``
-  (high-pass 0.05 Hz split): ``tonic_mean`` (uS), ``scr_count`` (SCR peaks in the window
-  from ``eda_peaks``, method neurokit, dropping SCRs below 1 % of the largest in ``x``)
-  and ``scr_amplitude_mean`` (uS, 0 without SCRs).
+  (high-pass 0.05 Hz split): ``tonic_mean`` (uS), ``scr_count`` (SCR peaks in the window,
+  found as ``eda_peaks`` method neurokit does, counting those of at least ``SCR_MIN_US`` =
+  0.01 uS from onset trough to peak) and ``scr_amplitude_mean`` (uS, 0 without SCRs).
 - TEMP (4 Hz) -> ``mean``, ``std``, ``min``, ``max``, ``slope`` (least squares, degC/min).
 - ACC (32 Hz, 1/64 g) -> in g, for x, y, z and the magnitude: ``mean``, ``std``,
   ``energy`` (mean square, gravity included) and ``dominant_hz`` (the largest non-DC
@@ -58,9 +58,12 @@ IBI_RANGE_S = (0.3, 2.0)
 PEAK_RMS_S = 5.0  # running-RMS window that levels the pulse amplitude before peak detection
 IBI_NEIGHBOURS = 11
 IBI_MAX_DEVIATION = 0.3
-#: neurokit's amplitude_min: SCRs below this fraction of the signal's largest are dropped
-#: (its default 0.1 keeps ~0.2 SCR/min at rest; 0.01 gives the usual 1-5/min)
-SCR_RELATIVE_MIN = 0.01
+#: smallest SCR counted, in uS (onset trough to peak of the phasic signal): the classic
+#: minimum-amplitude criterion (Boucsein, Electrodermal Activity, 2012). An absolute bar, not
+#: neurokit's fraction of the largest SCR in view: a relative bar depends on how much signal
+#: the detector sees (a calm 90-s stretch counted ~65 noise "SCRs" a minute on WESAD, the
+#: whole recording ~5), so the live stream and the offline reader could not agree.
+SCR_MIN_US = 0.01
 ACC_UNITS_PER_G = 64.0
 
 
@@ -169,8 +172,9 @@ def eda_features(x: np.ndarray, fs: float, first: np.ndarray, length: int) -> np
         warnings.simplefilter("ignore")  # neurokit warns that 4 Hz is a low rate
         parts = nk.eda_phasic(x, sampling_rate=int(fs), method="highpass")
     tonic = parts["EDA_Tonic"].to_numpy()
-    peaks, amp = scr_peaks(parts["EDA_Phasic"].to_numpy(), SCR_RELATIVE_MIN)
-    amp = np.nan_to_num(amp)
+    peaks, amp = scr_peaks(parts["EDA_Phasic"].to_numpy(), 0.0)
+    counted = amp >= SCR_MIN_US  # NaN (no onset trough in view) is not counted
+    peaks, amp = peaks[counted], amp[counted]
     lo = np.searchsorted(peaks, first, "left")
     hi = np.searchsorted(peaks, first + length, "left")
     count = (hi - lo).astype(np.float64)
@@ -211,7 +215,69 @@ EXTRACTORS: dict[str, Extractor] = {
     "ACC": acc_features,
 }
 
+#: seconds of signal before a window that its filters and peak detectors see (never after),
+#: for both readers: a wesad checkpoint sees on a live E4 stream what it was trained on
+CONTEXT_S = 30.0
+
+
+def signal_window(
+    name: str,
+    x: np.ndarray,
+    base: int,
+    origin: float,
+    fs: float,
+    start: float,
+    window_s: float,
+    context_s: float,
+) -> np.ndarray | None:
+    """Features of the window starting at unix time ``start`` from ``x``, which holds the
+    signal's samples ``base, base + 1, ...`` (sample ``i`` at ``origin + i / fs``); ``None``
+    when a sample of the window is missing. The stream's ring buffers and the offline
+    reader's whole arrays both go through here, so they agree window for window."""
+    first = round((start - origin) * fs)
+    length = round(window_s * fs)
+    if first < base or first + length > base + len(x):
+        return None
+    lo = max(first - round(context_s * fs), base)
+    seg = x[lo - base : first + length - base]
+    bad = np.isnan(seg).reshape(len(seg), -1).any(axis=1)
+    if bad[first - lo :].any():
+        return None
+    gaps = np.flatnonzero(bad)
+    if gaps.size:  # the context stops at the last gap before the window
+        seg = seg[gaps[-1] + 1 :]
+        lo += gaps[-1] + 1
+    return EXTRACTORS[name](seg, fs, np.array([first - lo]), length)[0]
+
+
+def window_features(
+    mapping: dict[str, str],
+    arrays: dict[str, tuple[np.ndarray, int, float, float]],
+    start: float,
+    window_s: float,
+    context_s: float,
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per modality the window's features (NaN where the signal is missing) and the list of
+    modalities that are missing; ``arrays``: signal -> (x, base, origin, fs)."""
+    by_signal: dict[str, np.ndarray | None] = {}
+    for sig in dict.fromkeys(mapping.values()):
+        if sig in arrays:
+            x, base, origin, fs = arrays[sig]
+            by_signal[sig] = signal_window(sig, x, base, origin, fs, start, window_s, context_s)
+        else:
+            by_signal[sig] = None
+    feats, missing = {}, []
+    for m, sig in mapping.items():
+        f = by_signal[sig]
+        if f is None:
+            missing.append(m)
+            f = np.full(len(FEATURE_NAMES[sig]), np.nan)
+        feats[m] = f
+    return feats, missing
+
+
 __all__ = [
+    "CONTEXT_S",
     "EXTRACTORS",
     "FEATURE_NAMES",
     "HRV_NAMES",
@@ -219,5 +285,7 @@ __all__ = [
     "bvp_features",
     "eda_features",
     "hrv_features",
+    "signal_window",
     "temp_features",
+    "window_features",
 ]

@@ -2,7 +2,7 @@
 
 Samples go into one ring buffer per signal (the window plus its ``context_s``, nothing
 older), and a window's features are computed once, when its last sample has arrived, by the
-same :func:`e4.window_features` the offline reader calls with whole arrays: the streamed
+same :func:`e4_features.window_features` the offline reader calls with whole arrays: the streamed
 predictions equal ``affectkit predict`` window for window.
 
 Sources:
@@ -36,7 +36,8 @@ import numpy as np
 from affectkit import UserError
 from affectkit.monitor import StreamWindow
 
-from .e4 import E4Reader, Session, wall, window_features, zone
+from .e4 import E4Reader, Session, wall, zone
+from .e4_features import window_features
 from .e4_io import COLUMNS
 
 log = logging.getLogger("affectkit")

@@ -27,6 +27,7 @@ from pydantic import Field, field_validator
 
 from affectkit import DatasetConfig, DatasetReader, EmotionDataset, UserError
 
+from .e4_features import CONTEXT_S
 from .sources import check_unique, natural_sorted
 from .wesad_features import FEATURE_NAMES, SubjectFeatures, SubjectTask, process_subject
 from .wesad_io import ALIGNMENT_FILE, read_alignment, subject_layout
@@ -34,7 +35,9 @@ from .wesad_quest import CONDITIONS, PANAS_ITEMS
 
 # 2: the FFT-std feature of the BVP and EDA statistics is the std of the complex FFT
 # (dmer_features, issue 17), not of its real part
-VERSION = "2"
+# 3: each window's features from the window and context_s before it, as the e4 reader and
+# its stream compute them; SCRs counted by an absolute amplitude (e4_features.SCR_MIN_US)
+VERSION = "3"
 #: DMER emotion -> WESAD PANAS item
 DMER_ITEMS: dict[str, str] = {
     "inspired": "Inspired",
@@ -71,6 +74,12 @@ class WesadConfig(DatasetConfig):
     step_s: float = Field(10.0, gt=0, description="step between window starts, seconds")
     trim_s: float = Field(
         30.0, ge=0, description="seconds left out at both edges of each condition (alignment slack)"
+    )
+    context_s: float = Field(
+        CONTEXT_S,
+        ge=0,
+        description="seconds before a window its filters and SCR detector see (never after), "
+        "as the e4 reader and stream: the same features on a live E4 stream",
     )
     items: Literal["dmer10", "panas"] = Field(
         "dmer10",
@@ -182,7 +191,9 @@ class WesadReader(DatasetReader):
         mapping = dict(cfg.modalities)
         signals = tuple(dict.fromkeys(mapping.values()))
         tasks = [
-            SubjectTask(folder, s, signals, cfg.window_s, cfg.step_s, cfg.trim_s, alignment)
+            SubjectTask(
+                folder, s, signals, cfg.window_s, cfg.step_s, cfg.trim_s, alignment, cfg.context_s
+            )
             for s in layouts
         ]
         results = self._run(tasks)

@@ -1,10 +1,13 @@
 """Window features of one WESAD wrist recording.
 
 Windows of ``window_s`` moved by ``step_s`` lie inside each condition, ``trim_s`` away
-from both edges (the wrist/questionnaire alignment is good to about +-2 s). The features
-(``e4_features``, shared with the ``e4`` reader) are computed per signal over the whole
-recording at once, vectorised over windows: filters and peak detectors see the whole
-recording (Python loops run over conditions and signals only).
+from both edges (the wrist/questionnaire alignment is good to about +-2 s). Each window's
+features come from that window and the ``context_s`` seconds before it, through the one
+function the ``e4`` reader and its live stream use (``e4_features.signal_window``): a
+checkpoint trained on ``wesad`` sees the same features on an E4 export or stream of the
+same signals, window for window. (Until reader version 3 the filters and SCR detector ran
+over the whole recording, so a window's ``scr_count`` depended on the recording's largest
+SCR, hours away, and correlated at r = -0.75 with what a live stream can compute.)
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 
 from affectkit import UserError
 
-from .e4_features import EXTRACTORS, FEATURE_NAMES, HRV_NAMES, hrv_features
+from .e4_features import FEATURE_NAMES, HRV_NAMES, hrv_features, signal_window
 from .wesad_io import ALIGNMENT_FILE, CONDITIONS, OFFICIAL, Recording, read_recording
 from .wesad_quest import PANAS_ITEMS
 
@@ -36,6 +39,7 @@ class SubjectTask:
     step_s: float
     trim_s: float
     alignment: dict[str, dict[str, float]] | None
+    context_s: float
 
 
 @dataclass
@@ -157,14 +161,29 @@ def check_coverage(
 
 
 # --------------------------------------------------------------------------- signals
-def _extract(rec: Recording, name: str, starts: np.ndarray, window_s: float) -> np.ndarray:
-    first, length = _window_index(rec, name, starts, window_s)
+def _extract(
+    rec: Recording, name: str, starts: np.ndarray, window_s: float, context_s: float
+) -> np.ndarray:
+    """``[W, D]`` features of ``name`` for the windows starting ``starts`` seconds into the
+    questionnaire's clock (sample ``round((offset + t) * fs)``, as :func:`_window_index`)."""
     sig = rec.signals[name]
-    return EXTRACTORS[name](sig.data, sig.fs, first, length)
+    rows = []
+    for start in starts:
+        row = signal_window(
+            name, sig.data, 0, -rec.offset_s, sig.fs, float(start), window_s, context_s
+        )
+        # check_coverage ran first, so only a NaN sample inside the window leaves it empty
+        rows.append(np.full(len(FEATURE_NAMES[name]), np.nan) if row is None else row)
+    return np.stack(rows)
 
 
 def featurize(
-    rec: Recording, signals: tuple[str, ...], window_s: float, step_s: float, trim_s: float
+    rec: Recording,
+    signals: tuple[str, ...],
+    window_s: float,
+    step_s: float,
+    trim_s: float,
+    context_s: float,
 ) -> SubjectFeatures:
     conds, wins = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     starts, times = [np.empty(0)], [np.empty(0)]
@@ -185,7 +204,7 @@ def featurize(
             f"= {window_s + 2 * trim_s:g} s. Lower dataset.window_s or dataset.trim_s."
         )
     check_coverage(rec, signals, condition, starts, window_s)
-    feats = {name: _extract(rec, name, starts, window_s) for name in signals}
+    feats = {name: _extract(rec, name, starts, window_s, context_s) for name in signals}
     return SubjectFeatures(
         subject=rec.subject,
         layout=rec.layout,
@@ -200,7 +219,7 @@ def featurize(
 def process_subject(task: SubjectTask) -> SubjectFeatures:
     """Read and featurise one subject (the unit of work of the reader's process pool)."""
     rec = read_recording(task.data_dir, task.subject, task.signals, task.alignment)
-    return featurize(rec, task.signals, task.window_s, task.step_s, task.trim_s)
+    return featurize(rec, task.signals, task.window_s, task.step_s, task.trim_s, task.context_s)
 
 
 __all__ = [

@@ -180,3 +180,39 @@ def test_hrv_from_a_known_beat_train():
     np.testing.assert_allclose(out["sdnn_ms"][:3], 62.5, rtol=1e-2)
     assert out["beats_valid"][1] < 1.0 and out["beats_valid"][0] == 1.0  # 20-50 s holds the gap
     assert np.isnan(out["hr_mean"][3])
+
+
+def test_e4_reader_on_the_same_recording_gives_wesads_features(e4_data, e4_root, tmp_path):
+    """A wesad checkpoint must see on an E4 export (and so on a live stream, which equals
+    the e4 reader) the features it was trained on. The subject's E4 folder is read by the
+    e4 reader with tags at the first window of every condition, so that its windows start
+    where wesad's do; every wesad window must then have e4's features, to float32 rounding.
+    """
+    import shutil
+
+    session = tmp_path / "S2_E4_Data"
+    shutil.copytree(e4_root / "S2" / "S2_E4_Data", session)
+    trim = 30.0
+    first = {c: fw.OFFSET + fw.TIMES[c][0] + trim for c in CONDITIONS}  # e4 seconds
+    (session / "tags.csv").write_text(
+        "".join(f"{fw.START_UNIX + t:.6f}\n" for t in sorted(first.values()))
+    )
+    cfg = get_registry().get("dataset", "e4").config_cls(data_dir=session)
+    e4 = load_dataset(cfg, use_cache=False)
+    e4_start = np.round(np.asarray(e4.info["timeline"]["start_s"]), 3)
+    w = e4_data
+    rows = np.flatnonzero(w.subject == "S2")
+    w_start = np.round(
+        [fw.OFFSET + fw.TIMES[CONDITIONS[w.trial[i]]][0] + w.time[i] for i in rows], 3
+    )
+    at = {t: i for i, t in enumerate(e4_start)}
+    assert all(t in at for t in w_start)  # every wesad window has its e4 twin
+    twin = np.array([at[t] for t in w_start])
+    for m in w.modalities:
+        np.testing.assert_allclose(
+            w.modalities[m][rows], e4.modalities[m][twin], rtol=1e-5, atol=1e-6, err_msg=m
+        )
+    # the SCR count is an absolute-amplitude count: it follows the phases, not the view
+    scr = col(w, "gsr", "scr_count")[rows]
+    tsst = w.trial[rows] == CONDITIONS.index("TSST")
+    assert scr[tsst].mean() > 2 * scr[~tsst].mean()

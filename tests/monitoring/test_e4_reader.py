@@ -111,10 +111,15 @@ def test_switching_reader_keeps_the_checkpoints_feature_settings(tmp_path):
     from affectkit.monitor import dataset_config
 
     trained = WesadConfig(
-        name="wesad", data_dir=tmp_path, window_s=30, step_s=5, modalities={"gsr": "EDA"}
+        name="wesad",
+        data_dir=tmp_path,
+        window_s=30,
+        step_s=5,
+        context_s=12,
+        modalities={"gsr": "EDA"},
     )
     ckpt = SimpleNamespace(config=SimpleNamespace(dataset=trained))
     cfg = dataset_config(ckpt, "e4", tmp_path / "new", ["dataset.timezone=Europe/Berlin"])
     assert cfg.name == "e4" and cfg.data_dir == tmp_path / "new"
-    assert (cfg.window_s, cfg.step_s, cfg.modalities) == (30, 5, {"gsr": "EDA"})
+    assert (cfg.window_s, cfg.step_s, cfg.context_s, cfg.modalities) == (30, 5, 12, {"gsr": "EDA"})
     assert cfg.timezone == "Europe/Berlin"

@@ -50,6 +50,7 @@ from .training import (
     TorchMethod,
     TrainConfig,
     _autocast,
+    adamw,
     refit_steps,
     resolve_device,
     resolve_schedule,
@@ -280,7 +281,7 @@ class _StackedRun:
         v_loss = vmap(f_loss, randomness="different")
         v_logits = vmap(f_logits, randomness="different")
         leaves = [p for p in params.values() if p.requires_grad]
-        opt = torch.optim.AdamW(leaves, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        opt = adamw(leaves, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=tcfg.lr_decay)
         gens = [torch.Generator().manual_seed(s[1]) for s in self.splits]
         n = train_idx.shape[1]

@@ -226,7 +226,7 @@ def train_loop(
     plan = resolve_schedule(cfg, n)
     total_steps = plan.steps if steps is None else steps
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
     gen = torch.Generator().manual_seed(seed)
     best = (math.inf, -1)
@@ -314,6 +314,16 @@ def train_loop(
         "train_seconds": time.perf_counter() - t0,
         "final_train_loss": history[-1]["train_loss"] if history else None,
     }
+
+
+def adamw(params: list[torch.Tensor], *, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, fused where this torch has the kernel for the parameters' device (CPU since
+    torch 2.4): the same update in one pass over all tensors instead of a loop of small ops
+    per tensor (mpcl's 78 tensors: 0.3 ms a step instead of 1.6 ms, ~5 % of its step)."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # older torch, or a device without the fused kernel
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 def _autocast(cfg: TrainConfig, device: torch.device) -> Any:

@@ -111,13 +111,15 @@ def measure_method(
     """Train-step throughput and inference latency of ``name`` on random DMER-shaped data."""
     import torch
 
+    from affectkit.training import adamw
+
     method = build_dmer_method(name, device)
     train_cfg = method.train_config
     if compile_model:
         method.model.compile()  # as train.compile=true does (TorchMethod._ensure_model)
     model = method.model
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-3)
+    opt = adamw(params, lr=1e-3, weight_decay=train_cfg.weight_decay)  # the training loop's
     n_params = sum(p.numel() for p in params)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -185,6 +185,7 @@ def run_bench(
         store.clean_temp()  # only once the run is accepted: a refused run deletes nothing
         t_load = time.perf_counter()
         data = data if data is not None else load_dataset(first.dataset, use_cache=use_cache)
+        data.require_labels("bench")
         load_seconds = time.perf_counter() - t_load
         skipped: dict[str, str] = {}
         if skip_unfit:

@@ -195,6 +195,7 @@ def train(
             "replace it."
         )
     data = data if data is not None else load_dataset(cfg.dataset, use_cache=use_cache)
+    data.require_labels("train")
     method, norm, info = fit_all(cfg, data, callbacks)
     return save(
         out,

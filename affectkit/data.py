@@ -149,6 +149,18 @@ class EmotionDataset:
     def subjects(self) -> list[str]:
         return sorted(set(self.subject.tolist()), key=_natural_key)
 
+    def require_labels(self, command: str) -> None:
+        """Refuse to train or score on a dataset its reader marked unlabelled
+        (``info["labelled"] = False``, e.g. an E4 recording without ``labels.csv``): its
+        placeholder targets would train a model that predicts nothing, without a word."""
+        if self.info.get("labelled", True) is False:
+            raise UserError(
+                f"dataset {self.name!r} has no labels (its reader found no ratings), so "
+                f"{command} has nothing to learn from or score against. Add the labels (for "
+                "e4: a labels.csv per session, see docs/monitoring.md), or use `affectkit "
+                "predict` / `affectkit stream` with a trained checkpoint on unlabelled data."
+            )
+
     def subset(self, idx: np.ndarray | Sequence[int]) -> EmotionDataset:
         idx = np.asarray(idx, dtype=np.int64)
         out = object.__new__(EmotionDataset)

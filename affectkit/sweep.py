@@ -144,6 +144,7 @@ def run_sweep(
         "protocol": points[0][1][0].protocol.name,
     }
     data = load_dataset(points[0][1][0].dataset, use_cache=use_cache)
+    data.require_labels("bench --sweep")
     for _, configs in [*points, *refs]:
         build_protocol(configs[0]).folds(data)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -579,6 +579,7 @@ def tune(
         storage = _open_study(optuna, out, spec, overwrite)
         reused = len(_counted(optuna.load_study(study_name=STUDY_NAME, storage=storage).trials))
         data = data if data is not None else load_dataset(cfg.dataset, use_cache=use_cache)
+        data.require_labels("tune")
         protocol = build_protocol(cfg)
         folds = protocol.folds(data)
         objective = _objective(cfg, data, protocol, folds, space, settings, cfg.seed, callbacks)

@@ -187,3 +187,20 @@ def test_figure_is_written(checkpoint, tmp_path, run_cli):
     )
     assert code in (0, None), text
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_training_on_an_unlabelled_recording_is_refused(command, tmp_path, run_cli, monkeypatch):
+    """Without labels.csv the e4 reader gives placeholder targets; training or scoring on
+    them would silently produce a model that predicts nothing. Exit 2, naming the fix, and
+    nothing written where the run would go."""
+    monkeypatch.setenv("AFFECTKIT_CACHE", str(tmp_path / "cache"))
+    folder = write_session(tmp_path / "s", 300)
+    out = tmp_path / "out"
+    code, text = run_cli(
+        command, "--method", "mlp", "--dataset", "e4", "--data-dir", folder, "--out", out
+    )
+    assert code == 2
+    assert "has no labels" in text and "labels.csv" in text and "predict" in text
+    assert "Traceback" not in text
+    assert not out.exists() or not any(p.suffix == ".json" for p in out.rglob("*"))

@@ -224,13 +224,29 @@ def config_hash(cfg: RunConfig) -> str:
 
 
 def check_predictions(pred: np.ndarray, n: int, k: int, method: str) -> np.ndarray:
+    """``pred`` as ``[n, k]`` float64 distributions, or a :class:`UserError` (exit 2) that
+    says what is wrong and what to do: nothing is scored or stored from such a fold."""
     pred = np.asarray(pred, dtype=np.float64)
+    contract = (
+        f"Method {method!r} breaks the Method contract (predict returns an [N, K] array of "
+        "distributions, CONTRIBUTING.md): report it to the plugin's author."
+    )
     if pred.shape != (n, k):
-        raise RuntimeError(f"method {method!r} predicted shape {pred.shape}, expected {(n, k)}")
-    if not np.isfinite(pred).all() or (pred < -1e-6).any():
-        raise RuntimeError(f"method {method!r} predicted NaN/inf or negative values")
-    if np.abs(pred.sum(axis=1) - 1).max() > 1e-4:
-        raise RuntimeError(f"method {method!r} predicted rows that do not sum to 1")
+        raise UserError(
+            f"method {method!r} predicted shape {pred.shape}, expected {(n, k)}. {contract}"
+        )
+    if not np.isfinite(pred).all():
+        bad = int((~np.isfinite(pred)).any(axis=1).sum())
+        raise UserError(
+            f"method {method!r} predicted NaN or inf for {bad} of {n} windows: its training "
+            "diverged, or its inputs hold non-finite values. Lower train.lr (or train.grad_clip), "
+            "and check the dataset for NaN features (readers mark "
+            "imputable ones with missing: impute)."
+        )
+    if (pred < -1e-6).any() or np.abs(pred.sum(axis=1) - 1).max() > 1e-4:
+        raise UserError(
+            f"method {method!r} predicted negative values or rows that do not sum to 1. {contract}"
+        )
     return np.clip(pred, 0.0, None) / np.clip(pred, 0.0, None).sum(axis=1, keepdims=True)
 
 

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -483,3 +484,29 @@ def test_an_in_process_cli_run_leaves_the_affectkit_logger_as_it_was(run_cli, ca
     assert (list(log.handlers), log.propagate) == before
     logging.getLogger("affectkit.dmer_raw").warning("seen after the run")
     assert "seen after the run" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        (lambda p: np.full_like(p, np.nan), "predicted NaN or inf for"),
+        (lambda p: p[:, :-1], "breaks the Method contract"),
+        (lambda p: p * 2, "do not sum to 1"),
+    ],
+    ids=["nan", "shape", "not-distributions"],
+)
+def test_bad_predictions_exit_2_and_store_nothing(bad, says, tmp_path, run_cli, monkeypatch):
+    """A method whose predictions are not distributions (diverged training, a plugin bug)
+    stops the run with exit 2 and the fix, and no fold result is stored from them."""
+    from affectkit_baselines.prior import Prior
+
+    real = Prior.predict
+    monkeypatch.setattr(Prior, "predict", lambda self, data: bad(real(self, data)))
+    monkeypatch.setenv("AFFECTKIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    code, text = run_cli(
+        "bench", "--method", "prior", "--executor", "serial", "--out", out, "--no-report"
+    )
+    assert code == 2 and says in text and "method 'prior'" in text
+    assert "Traceback" not in text
+    assert not list(out.rglob("fold-*.json"))

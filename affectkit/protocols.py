@@ -299,6 +299,9 @@ class SubjectCalibratedConfig(ProtocolConfig):
 
 
 CALIBRATION_KEYS = ("calibration_fraction", "calibration_seconds", "calibration_trials")
+#: ``EmotionDataset.info`` key of an outer fold's training part (tuning) that names the
+#: subjects whose windows in it are calibration windows (the part holds no test window)
+CALIBRATED = "calibrated_subjects"
 
 
 class SubjectCalibrated(Protocol):
@@ -350,11 +353,13 @@ class SubjectCalibrated(Protocol):
 
     def validation_split(self, data, train_idx, fraction, seed):
         # The calibrated subject is the one with windows outside the training split (its
-        # test part): it is never held out whole, and its calibration windows validate
-        # only when the user asks for it.
+        # test part), or, inside one outer fold's training part (tuning), the one the part
+        # names in info[CALIBRATED]: it is never held out whole, and its calibration
+        # windows validate only when the user asks for it.
         rest = np.ones(len(data), dtype=bool)
         rest[train_idx] = False
-        calibrated = np.isin(data.subject[train_idx], np.unique(data.subject[rest]))
+        named = list(data.info.get(CALIBRATED, []))
+        calibrated = np.isin(data.subject[train_idx], [*np.unique(data.subject[rest]), *named])
         own, others = train_idx[calibrated], train_idx[~calibrated]
         if self.config.validate_on == "calibration" and len(own) and fraction > 0:
             fit, valid = _time_split(data, own, 1.0 - fraction, _gap(data, self.config.gap))

@@ -54,6 +54,7 @@ from .evaluate import (
 from .interfaces import Fold, Protocol
 from .io import write_text
 from .metrics import METRIC_NAMES, METRICS
+from .protocols import CALIBRATED
 from .search import Choice, FloatRange, IntRange, Param, check_space, declared_space, space_json
 
 STUDY_FILE = "study.sqlite3"
@@ -243,9 +244,19 @@ def with_params(cfg: RunConfig, params: dict[str, Any]) -> RunConfig:
 
 
 # --------------------------------------------------------------------------- inner splits
-def training_part(data: EmotionDataset, fold: Fold) -> EmotionDataset:
-    """The outer fold's training part alone: all that tuning for this fold may read."""
-    return data.subset(fold.train)
+def training_part(
+    data: EmotionDataset, fold: Fold, protocol: Protocol | None = None
+) -> EmotionDataset:
+    """The outer fold's training part alone: all that tuning for this fold may read.
+
+    Under a calibrating protocol the part holds the test subjects' calibration windows; it
+    names those subjects (``info[CALIBRATED]``), so that the protocol's hold-out rule, for
+    the inner split as for early stopping inside a trial, validates on training subjects
+    only, as it does in the outer fold."""
+    part = data.subset(fold.train)
+    if protocol is not None and getattr(type(protocol), "calibrates", False):
+        part.info[CALIBRATED] = [str(s) for s in fold.test_subjects]
+    return part
 
 
 def inner_fold(
@@ -297,13 +308,13 @@ def _objective(
     optuna = require_optuna()
     fraction = _valid_fraction(cfg, settings)
     for fold in folds:  # every inner split exists, before any training
-        inner_fold(protocol, training_part(data, fold), fold, fraction, seed)
+        inner_fold(protocol, training_part(data, fold, protocol), fold, fraction, seed)
 
     def objective(trial: Any) -> float:
         trial_cfg = with_params(cfg, suggest(trial, space))
         values: list[float] = []
         for step, fold in enumerate(folds):
-            part = training_part(data, fold)
+            part = training_part(data, fold, protocol)
             inner = inner_fold(protocol, part, fold, fraction, seed)
             callbacks.fold_start(cfg.method.name, inner, len(folds))
             result, _ = run_fold(trial_cfg, part, protocol, inner, seed=seed, callbacks=callbacks)

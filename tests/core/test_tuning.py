@@ -349,3 +349,27 @@ def test_ctrl_c_keeps_finished_trials_and_exits_130(run_cli, monkeypatch, tmp_pa
     trials = study_trials(out)
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"]
     assert "trial 0" in (out / "best.yaml").read_text()
+
+
+def test_calibrated_subjects_never_validate_a_trial():
+    """subject-calibrated: a fold's training part holds the test subject's calibration
+    windows. Neither the inner split that scores a trial nor early stopping inside it may
+    hold them out (validation comes from training subjects only, as in the outer fold)."""
+    from affectkit.tuning import inner_fold, training_part
+
+    cfg = config(extra=["dataset.windows=16", "protocol.name=subject-calibrated", "protocol.gap=1"])
+    data = load_dataset(cfg.dataset)
+    protocol = build_protocol(cfg)
+    held_out = []
+    for fold in protocol.folds(data):
+        part = training_part(data, fold, protocol)
+        mine = np.isin(part.subject, fold.test_subjects)
+        assert mine.any()  # the calibration windows are in the part
+        for seed in range(6):
+            inner = inner_fold(protocol, part, fold, 0.25, seed)
+            assert not mine[inner.test].any(), "a trial was scored on calibration windows"
+            fit, valid = protocol.validation_split(part, inner.train, 0.25, seed)
+            assert not mine[valid].any(), "early stopping validated on calibration windows"
+            assert mine[fit].any()  # they stay in training
+            held_out.extend(part.subject[inner.test].tolist())
+    assert len(set(held_out)) == len(data.subjects)  # every subject validates somewhere

@@ -248,16 +248,25 @@ def run_bench(
         stored = store.stored_methods()  # first-run order, so tables keep a stable layout
         order = [m for m in stored if m in records] + [m for m in records if m not in stored]
         reused = sum(len(done[cfg.method.name]) for cfg in configs)
-        jobs = [
-            FoldJob(
-                method=cfg.method.name,
+
+        def job(cfg: RunConfig, seed: int, fold: int) -> FoldJob:
+            name, tuned_here = cfg.method.name, cfg.method.name in tuned
+            return FoldJob(
+                method=name,
                 config=cfg.model_dump(mode="json", exclude_unset=True, exclude={"output"}),
                 seed=seed,
-                fold=fold.index,
-                config_hash=hashes[cfg.method.name],
+                fold=fold,
+                config_hash=hashes[name],
                 threads=executor.job_threads(),
-                tune=tune.to_json() if tune is not None and cfg.method.name in tuned else None,
+                tune=tune.to_json() if tuned_here and tune is not None else None,
+                # the inner search is stored as it goes: a killed run resumes it
+                tune_study=(
+                    str(store.tuning_study(name, hashes[name], seed, fold)) if tuned_here else None
+                ),
             )
+
+        jobs = [
+            job(cfg, seed, fold.index)
             for cfg in configs
             for seed in seeds
             for fold in folds

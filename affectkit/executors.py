@@ -65,6 +65,9 @@ class FoldJob:
     #: ``bench --tune``: tuning settings (``TuneSettings.to_json``); the job then tunes on the
     #: fold's training part before it trains and scores the fold (affectkit.tuning)
     tune: dict[str, Any] | None = None
+    #: ``bench --tune``: the SQLite file of this fold's search, so that a killed run resumes
+    #: the search where it stopped (None: in memory, e.g. on a machine without the run dir)
+    tune_study: str | None = None
 
 
 @contextlib.contextmanager
@@ -122,7 +125,14 @@ def run_job(job: FoldJob, data: EmotionDataset, callbacks: Callbacks | None = No
 
             settings = TuneSettings.from_json(job.tune)
             return run_tuned_fold(
-                cfg, data, protocol, folds[job.fold], settings, seed=job.seed, callbacks=callbacks
+                cfg,
+                data,
+                protocol,
+                folds[job.fold],
+                settings,
+                seed=job.seed,
+                callbacks=callbacks,
+                study=job.tune_study,
             )
         return run_fold(cfg, data, protocol, folds[job.fold], seed=job.seed, callbacks=callbacks)
 

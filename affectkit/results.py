@@ -273,6 +273,12 @@ class ResultsStore:
     def method_dir(self, method: str) -> Path:
         return self.run_dir / "methods" / method
 
+    def tuning_study(self, method: str, config_hash: str, seed: int, fold: int) -> Path:
+        """``bench --tune``: where fold ``fold``'s inner search is stored while it runs (the
+        config hash in the name: a study of another configuration is never resumed)."""
+        name = f"fold-{fold}.tuning-{config_hash}.sqlite3"
+        return self.method_dir(method) / f"seed-{seed}" / name
+
     def method_record(self, method: str) -> dict[str, Any] | None:
         return _read_json(self.method_dir(method) / "config.json")
 

@@ -436,17 +436,24 @@ def tune_fold(
     *,
     seed: int,
     callbacks: TuneCallbacks | Callbacks | None = None,
+    study: str | Path | None = None,
 ) -> tuple[RunConfig, dict[str, Any]]:
-    """Search ``settings.trials`` trials on ``fold``'s training part (in memory).
+    """Search ``settings.trials`` trials on ``fold``'s training part.
 
-    Returns the best configuration and what to record about the choice.
+    ``study``: a SQLite file that holds the search while it runs, so that a killed run
+    resumes it (finished trials are kept, one in flight is asked again); None, or a path
+    this machine cannot write, keeps it in memory. Returns the best configuration and what
+    to record about the choice.
     """
     optuna = require_optuna()
     callbacks = _tune_callbacks(callbacks)
     space = search_space(cfg, settings)
-    storage = optuna.storages.InMemoryStorage()
+    storage = _fold_storage(optuna, study)
     optuna.create_study(
-        storage=storage, study_name=STUDY_NAME, direction=_direction(settings.metric)
+        storage=storage,
+        study_name=STUDY_NAME,
+        direction=_direction(settings.metric),
+        load_if_exists=True,
     )
     objective = _objective(cfg, data, protocol, [fold], space, settings, seed, callbacks)
     _run_trials(optuna, storage, objective, settings, seed, 1, callbacks)
@@ -463,6 +470,17 @@ def tune_fold(
     return with_params(cfg, params), info
 
 
+def _fold_storage(optuna: Any, study: str | Path | None) -> Any:
+    """SQLite storage at ``study`` (its folder made), else in memory."""
+    if study is not None:
+        try:
+            Path(study).parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.RDBStorage(f"sqlite:///{Path(study).resolve()}")
+        except Exception:  # a remote worker without the run directory: search in memory
+            pass
+    return optuna.storages.InMemoryStorage()
+
+
 def run_tuned_fold(
     cfg: RunConfig,
     data: EmotionDataset,
@@ -472,10 +490,14 @@ def run_tuned_fold(
     *,
     seed: int,
     callbacks: Callbacks | None = None,
+    study: str | Path | None = None,
 ) -> tuple[FoldResult, FoldPredictions]:
-    """One fold of the nested estimate: tune on the training part, then score the test part
-    with the chosen configuration trained on the whole training part."""
-    best_cfg, info = tune_fold(cfg, data, protocol, fold, settings, seed=seed, callbacks=callbacks)
+    """One fold of the nested estimate: tune on the training part (the search kept in
+    ``study`` if given, see :func:`tune_fold`), then score the test part with the chosen
+    configuration trained on the whole training part."""
+    best_cfg, info = tune_fold(
+        cfg, data, protocol, fold, settings, seed=seed, callbacks=callbacks, study=study
+    )
     result, preds = run_fold(best_cfg, data, protocol, fold, seed=seed, callbacks=callbacks)
     result.fit_info = {**result.fit_info, "tuning": info}
     return result, preds

@@ -373,3 +373,47 @@ def test_calibrated_subjects_never_validate_a_trial():
             assert mine[fit].any()  # they stay in training
             held_out.extend(part.subject[inner.test].tolist())
     assert len(set(held_out)) == len(data.subjects)  # every subject validates somewhere
+
+
+def test_bench_tune_resumes_a_folds_search_after_an_interruption(run_cli, monkeypatch, tmp_path):
+    """bench --tune stores each fold's inner search as it goes: a run stopped mid-search
+    resumes it (the finished trial is kept, not searched again) and ends with the same
+    choice as a run never stopped."""
+    import affectkit.tuning as tuning
+
+    real, calls, stopped = tuning.run_fold, [], []
+
+    def interrupted_in_second_trial(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2 and not stopped:  # fold 0: trial 1 done, trial 2 interrupted
+            stopped.append(1)
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "run_fold", interrupted_in_second_trial)
+    out, ref = tmp_path / "b", tmp_path / "ref"
+    sets = [x for s in SETS for x in ("--set", s)]
+    args = ["--method", "mlp", "--tune", "3", "--executor", "serial", "--no-report", *sets]
+    code, text = run_cli("bench", "--out", out, *args)
+    assert code == 130, text
+    (study,) = out.glob("methods/mlp/seed-0/fold-0.tuning-*.sqlite3")
+    kept = finished(optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{study}").trials)
+    assert len(kept) == 1
+
+    calls.clear()
+    code, text = run_cli("bench", "--out", out, *args)
+    assert code == 0, text
+    resumed = finished(
+        optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{study}").trials
+    )
+    assert resumed[:1] == kept and len(resumed) == 3
+    folds = json.loads((out / "results.json").read_text())["methods"]["mlp"]["folds"]
+    n_folds = len(folds)
+    assert len(calls) == 2 + 1 + (n_folds - 1) * (3 + 1)  # fold 0 asks only its last 2 trials
+
+    monkeypatch.setattr(tuning, "run_fold", real)
+    assert run_cli("bench", "--out", ref, *args)[0] == 0
+    again = json.loads((ref / "results.json").read_text())["methods"]["mlp"]["folds"]
+    assert [f["fit_info"]["tuning"]["params"] for f in folds] == [
+        f["fit_info"]["tuning"]["params"] for f in again
+    ]

@@ -209,6 +209,7 @@ class WesadReader(DatasetReader):
         }
         feats: dict[str, list[np.ndarray]] = {m: [] for m in mapping}
         dropped: list[str] = []
+        kept: dict[str, set[int]] = {}
         for res in results:
             for ci, cond in enumerate(CONDITIONS):
                 rows = np.flatnonzero(res.condition == ci)
@@ -219,6 +220,7 @@ class WesadReader(DatasetReader):
                     continue
                 if rows.size == 0:
                     continue
+                kept.setdefault(res.subject, set()).add(ci)
                 ratings = np.nan_to_num(ratings, nan=0.0)
                 parts["targets"].append(np.tile(ratings / ratings.sum(), (rows.size, 1)))
                 parts["subject"].append(np.full(rows.size, res.subject))
@@ -254,6 +256,16 @@ class WesadReader(DatasetReader):
             "nan_feature_values": n_nan,
             "layout": {r.subject: r.layout for r in results},
             "time": "window start, seconds from the start of its condition",
+            # trial ids in the order each subject went through the conditions (by their
+            # start in the recording): what calibration_trials takes as "early"
+            "trial_order": {
+                r.subject: [
+                    CONDITIONS.index(c)
+                    for c in r.order
+                    if CONDITIONS.index(c) in kept.get(r.subject, ())
+                ]
+                for r in results
+            },
         }
         return EmotionDataset(
             name="wesad",

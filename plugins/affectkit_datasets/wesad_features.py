@@ -51,6 +51,7 @@ class SubjectFeatures:
     window: np.ndarray  # [W] index inside the condition
     time: np.ndarray  # [W] window start, seconds from the condition start
     panas: dict[str, list[float]]  # condition -> 24 ratings (NaN = missing)
+    order: tuple[str, ...] = ()  # the conditions by their start in the recording
 
 
 # --------------------------------------------------------------------------- windows
@@ -213,6 +214,7 @@ def featurize(
         window=np.concatenate(wins),
         time=np.concatenate(times),
         panas={c: rec.quest.panas[c].tolist() for c in CONDITIONS},
+        order=tuple(sorted(rec.conditions, key=lambda c: rec.conditions[c][0])),
     )
 
 

@@ -216,3 +216,15 @@ def test_e4_reader_on_the_same_recording_gives_wesads_features(e4_data, e4_root,
     scr = col(w, "gsr", "scr_count")[rows]
     tsst = w.trial[rows] == CONDITIONS.index("TSST")
     assert scr[tsst].mean() > 2 * scr[~tsst].mean()
+
+
+def test_trial_order_follows_each_subjects_recording(e4_data):
+    """calibration_trials takes a subject's first conditions in time: S3 went Base, TSST,
+    Medi 1, Fun, Medi 2 (its Medi 1 is dropped for a Nan rating, so it is not listed)."""
+    order = e4_data.info["trial_order"]
+    starts = {c: fw.TIMES[c][0] for c in CONDITIONS}
+    by_time = [CONDITIONS.index(c) for c in sorted(starts, key=starts.__getitem__)]
+    assert order["S2"] == by_time
+    assert order["S3"] == [i for i in by_time if CONDITIONS[i] != "Medi 1"]
+    for s, trials in order.items():
+        assert set(trials) == set(np.unique(e4_data.trial[e4_data.subject == s]))

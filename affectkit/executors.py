@@ -314,7 +314,6 @@ def _worker_init(data_file: str) -> None:
     global _WORKER_DATA
     # a terminal Ctrl-C reaches the whole process group: let only the driver handle it,
     # it stops the pool itself
-    import pickle
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)

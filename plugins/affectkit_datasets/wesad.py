@@ -108,6 +108,12 @@ class WesadConfig(DatasetConfig):
         return v
 
 
+def _kept_in_order(res: SubjectFeatures, subject: np.ndarray, trial: np.ndarray) -> list[int]:
+    """The trial ids of ``res``'s subject that have windows, in recording order."""
+    kept = set(trial[subject == res.subject].tolist())
+    return [i for i in map(CONDITIONS.index, res.order) if i in kept]
+
+
 class WesadReader(DatasetReader):
     """WESAD wrist (E4) signals, five conditions per subject, PANAS distributions."""
 
@@ -209,7 +215,6 @@ class WesadReader(DatasetReader):
         }
         feats: dict[str, list[np.ndarray]] = {m: [] for m in mapping}
         dropped: list[str] = []
-        kept: dict[str, set[int]] = {}
         for res in results:
             for ci, cond in enumerate(CONDITIONS):
                 rows = np.flatnonzero(res.condition == ci)
@@ -220,7 +225,6 @@ class WesadReader(DatasetReader):
                     continue
                 if rows.size == 0:
                     continue
-                kept.setdefault(res.subject, set()).add(ci)
                 ratings = np.nan_to_num(ratings, nan=0.0)
                 parts["targets"].append(np.tile(ratings / ratings.sum(), (rows.size, 1)))
                 parts["subject"].append(np.full(rows.size, res.subject))
@@ -235,6 +239,7 @@ class WesadReader(DatasetReader):
                 "condition was dropped or too short. Check dataset.window_s/trim_s and nan_rule."
             )
         modalities = {m: np.concatenate(v) for m, v in feats.items()}
+        subject, trial = np.concatenate(parts["subject"]), np.concatenate(parts["trial"])
         n_nan = {m: int(np.isnan(a).sum()) for m, a in modalities.items()}
         bvp = [m for m, s in mapping.items() if s == "BVP"]
         info: dict[str, Any] = {
@@ -258,22 +263,15 @@ class WesadReader(DatasetReader):
             "time": "window start, seconds from the start of its condition",
             # trial ids in the order each subject went through the conditions (by their
             # start in the recording): what calibration_trials takes as "early"
-            "trial_order": {
-                r.subject: [
-                    CONDITIONS.index(c)
-                    for c in r.order
-                    if CONDITIONS.index(c) in kept.get(r.subject, ())
-                ]
-                for r in results
-            },
+            "trial_order": {r.subject: _kept_in_order(r, subject, trial) for r in results},
         }
         return EmotionDataset(
             name="wesad",
             modalities=modalities,
             targets=np.concatenate(parts["targets"]),
             emotions=emotions,
-            subject=np.concatenate(parts["subject"]),
-            trial=np.concatenate(parts["trial"]),
+            subject=subject,
+            trial=trial,
             window=np.concatenate(parts["window"]),
             time=np.concatenate(parts["time"]),
             groups={m: SIGNAL_GROUPS[s] for m, s in mapping.items()},  # type: ignore[misc]

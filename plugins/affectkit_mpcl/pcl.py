@@ -49,6 +49,11 @@ from affectkit import ComponentConfig, Loss, component, get_registry
 Objective = Literal["infoloob", "infonce"]
 
 
+#: mpcl's training batch: the default training loss is the whole-batch loss, and a batch of
+#: 1024 (inference-size batches, benchmarks) costs 4 blocks, not 16x the B² work
+DEFAULT_BLOCK = 256
+
+
 class PCLConfig(ComponentConfig):
     """CLOOB-style Hopfield retrieval from both banks + InfoLOOB/InfoNCE, symmetric."""
 
@@ -70,10 +75,8 @@ class PCLConfig(ComponentConfig):
         validate_default=True,
         description="associative memory that retrieves from the banks (CLOOB: no projections)",
     )
-    # 256 = mpcl's training batch: the default training loss is the whole-batch loss, and a
-    # batch of 1024 (inference-size batches, benchmarks) costs 4 blocks, not 16x the B² work
     block: int | None = Field(
-        256,
+        DEFAULT_BLOCK,
         ge=2,
         description="contrast within blocks of at most this many samples of the (shuffled) "
         "batch: each anchor's negatives are the rest of its block, which caps the [B, B] cost "
@@ -207,7 +210,7 @@ class PCL(Loss):
         objective: Objective = "infoloob",
         tau: float = 0.1,
         beta: float | None = None,
-        block: int | None = 256,
+        block: int | None = DEFAULT_BLOCK,
         negatives: Literal["other-labels", "all"] = "other-labels",
         same_label_tol: float = 1e-3,
     ) -> None:

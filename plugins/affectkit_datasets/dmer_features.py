@@ -34,7 +34,10 @@ from collections.abc import Mapping
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import signal
+
+# scipy is imported inside the functions that filter: this module is loaded with the
+# dataset plugin by every CLI call and every fold worker, and scipy.signal costs about 1 s
+# of start-up there, which most runs (synthetic data, cached features) never need
 
 EEG_FS = 300.0
 GSR_FS = 4.0
@@ -106,6 +109,8 @@ def eeg_de(
     ``W = floor(T / fs)``. The FFT keeps the first ``nfft`` samples of each windowed
     second (as the published script does), then bins ``0 .. nfft/2 - 1``.
     """
+    from scipy import signal
+
     eeg = np.asarray(eeg, dtype=np.float64)
     if eeg.ndim != 2:
         raise ValueError(f"eeg must be [channels, samples], got shape {eeg.shape}")
@@ -136,6 +141,8 @@ def filter_eeg(
     here, so the DE level of filtered signals comes close to, not bit-equal with, the
     published files.
     """
+    from scipy import signal
+
     sos = np.vstack(
         [
             signal.butter(EEG_FILTER_ORDER, EEG_HIGHPASS_HZ, "highpass", fs=fs, output="sos"),
@@ -168,6 +175,8 @@ def peripheral_stats(windows: np.ndarray, fs: float, welch: bool) -> np.ndarray:
     values, is ``sqrt(var Re X + var Im X)``, not the std of ``Re X``; by Parseval
     (``sum |X|^2 = L sum x^2``) it equals ``sqrt(L (std_x^2 + mean_x^2) - x[0]^2)``.
     """
+    from scipy import signal
+
     x = np.asarray(windows, dtype=np.float64)
     if x.shape[-1] < 3:
         raise ValueError(f"windows need at least 3 samples for second differences, got {x.shape}")
@@ -195,6 +204,8 @@ def peripheral_stats(windows: np.ndarray, fs: float, welch: bool) -> np.ndarray:
 
 def bandpass_ppg(ppg: np.ndarray, fs: float = PPG_FS) -> np.ndarray:
     """0.5-8 Hz Butterworth band-pass of order 3, applied forward and backward (zero-phase)."""
+    from scipy import signal
+
     sos = signal.butter(PPG_FILTER_ORDER, PPG_BAND_HZ, btype="bandpass", fs=fs, output="sos")
     return signal.sosfiltfilt(sos, np.asarray(ppg, dtype=np.float64), axis=-1)
 

@@ -31,9 +31,6 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from scipy import signal
-from scipy.ndimage import median_filter, uniform_filter1d
-from scipy.signal import find_peaks, peak_prominences
 
 from .dmer_features import (
     GSR_FEATURE_NAMES,
@@ -42,6 +39,10 @@ from .dmer_features import (
     PPG_FILTER_ORDER,
     peripheral_stats,
 )
+
+# scipy is imported inside the functions that filter: this module is loaded with the
+# dataset plugin by every CLI call and every fold worker, and scipy.signal costs about 1 s
+# of start-up there, which most runs (synthetic data, cached features) never need
 
 HRV_NAMES = ("hr_mean", "hr_std", "sdnn_ms", "rmssd_ms", "pnn50", "beats_valid")
 EDA_NK_NAMES = ("tonic_mean", "scr_count", "scr_amplitude_mean")
@@ -82,6 +83,8 @@ def _range_sums(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
 # --------------------------------------------------------------------------- signals
 def hrv_features(peaks: np.ndarray, fs: float, first: np.ndarray, length: int) -> np.ndarray:
     """HR/HRV (:data:`HRV_NAMES`) of the windows ``[first, first + length)`` from peak indices."""
+    from scipy.ndimage import median_filter
+
     out = np.full((len(first), len(HRV_NAMES)), np.nan)
     peaks = np.sort(np.asarray(peaks, dtype=np.int64))
     if len(peaks) < 3 or len(first) == 0:
@@ -120,11 +123,15 @@ def hrv_features(peaks: np.ndarray, fs: float, first: np.ndarray, length: int) -
 def _ppg_sos(fs: float) -> np.ndarray:
     """:func:`dmer_features.bandpass_ppg`'s filter, designed once per rate rather than once
     per window (the design cost as much as the filtering in a live stream)."""
+    from scipy import signal
+
     return signal.butter(PPG_FILTER_ORDER, PPG_BAND_HZ, btype="bandpass", fs=fs, output="sos")
 
 
 def bvp_features(x: np.ndarray, fs: float, first: np.ndarray, length: int) -> np.ndarray:
     import neurokit2 as nk
+    from scipy import signal
+    from scipy.ndimage import uniform_filter1d
 
     filtered = signal.sosfiltfilt(_ppg_sos(fs), np.asarray(x, dtype=np.float64), axis=-1)
     win = windows_of(filtered, first, length)
@@ -150,6 +157,8 @@ def scr_peaks(phasic: np.ndarray, amplitude_min: float) -> tuple[np.ndarray, np.
     90-s window at 4 Hz, too slow for a live stream. This is the same rule in numpy (tested
     against neurokit), and it also answers for a flat signal, where neurokit raises.
     """
+    from scipy.signal import find_peaks, peak_prominences
+
     peaks, _ = find_peaks(phasic)
     if len(peaks) == 0:
         return peaks.astype(np.int64), np.empty(0)

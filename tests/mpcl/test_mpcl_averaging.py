@@ -43,3 +43,23 @@ def test_average_is_frozen_and_saved():
     other = WeightAveraged(nn.Linear(3, 2))
     other.load_state_dict(state)
     torch.testing.assert_close(other.average.weight, wa.average.weight)
+
+
+def test_update_follows_the_weights_after_moves_copies_and_loads():
+    """update() reuses its parameter lists across steps; moving, copying or loading the
+    module must not leave it averaging tensors the module no longer uses."""
+    import copy
+
+    torch.manual_seed(2)
+    wa = WeightAveraged(nn.Linear(3, 2), momentum=0.5)
+    wa.update()  # the lists are collected here
+    wa = wa.double()
+    twin = copy.deepcopy(wa)
+    twin.load_state_dict(WeightAveraged(nn.Linear(3, 2)).double().state_dict())
+    for module in (wa, twin):
+        with torch.no_grad():
+            module.net.weight.fill_(3.0)
+        for _ in range(100):
+            module.update()
+        assert module.average.weight.dtype == torch.float64
+        torch.testing.assert_close(module.average.weight, module.net.weight)

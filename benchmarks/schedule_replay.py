@@ -1,7 +1,7 @@
-"""Early-stopping settings for helo, chosen on validation subjects only (issue 18).
+"""Early-stopping settings of a neural method, chosen on validation subjects only (issue 18).
 
-``python -m benchmarks.helo_schedule [--datasets synthetic,wesad]`` trains helo's selection
-run of every fold of the default protocol with early stopping switched off
+``python -m benchmarks.schedule_replay --method helo [--datasets synthetic,wesad]`` trains the
+method's selection run of every fold of the default protocol with early stopping switched off
 (``train.patience`` huge, no refit): the whole step budget, validated every
 ``budget / evaluations`` steps on the protocol's validation split, i.e. on held-out
 *training* subjects. The test subjects are never scored.
@@ -13,7 +13,8 @@ subset of these steps can be replayed exactly from the recorded curve: the step 
 validations it pays for. A policy that selects the same step in every fold produces the
 same final model as the current one, at a lower cost.
 
-Results go to ``benchmarks/results/helo-schedule.json`` and ``.md``.
+Results go to ``benchmarks/results/<method>-schedule.json`` and ``.md`` (helo's patience 3
+and mpcl's patience were chosen there).
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ WESAD_DIR = ROOT.parent / "shared" / "data" / "wesad-wrist"
 #: the current default (train.evaluations = 20, train.patience = 5)
 POLICIES = [(1, 5), (1, 4), (1, 3), (1, 2), (2, 3), (2, 2)]
 NEVER = 10**6  # patience that never stops within the budget
+_WESAD = ["dataset.name=wesad", f"dataset.data_dir={WESAD_DIR}"]
+#: the shapes a policy is replayed on (``--datasets``)
+DATASETS: dict[str, list[str]] = {
+    "synthetic": [],
+    "wesad": _WESAD,
+    "wesad-sd": [*_WESAD, "protocol.name=subject-dependent"],
+    "dmer-size": ["dataset.subjects=73", "dataset.windows=120", "protocol.folds=4"],
+}
 
 
 class _Curve:
@@ -74,16 +83,14 @@ def replay(
     }
 
 
-def run(dataset: str) -> dict[str, Any]:
+def run(dataset: str, method: str = "helo") -> dict[str, Any]:
     from affectkit.bench import resolve_configs
     from affectkit.datasets import load_dataset
     from affectkit.evaluate import build_protocol, fit_valid_split, fold_seed, method_train_config
     from affectkit.training import resolve_schedule
 
-    over = [f"train.patience={NEVER}", "train.refit=false"]
-    if dataset == "wesad":
-        over += ["dataset.name=wesad", f"dataset.data_dir={WESAD_DIR}"]
-    (cfg,) = resolve_configs(["helo"], overrides=over)
+    over = [f"train.patience={NEVER}", "train.refit=false", *DATASETS[dataset]]
+    (cfg,) = resolve_configs([method], overrides=over)
     data = load_dataset(cfg.dataset)
     protocol = build_protocol(cfg)
     train = method_train_config(cfg)
@@ -113,7 +120,7 @@ def run(dataset: str) -> dict[str, Any]:
             }
         )
         print(f"{dataset} {fold.name}: {len(curve.points)} evaluations", flush=True)
-    out: dict[str, Any] = {"dataset": dataset, "folds": folds, "policies": {}}
+    out: dict[str, Any] = {"dataset": dataset, "method": method, "folds": folds, "policies": {}}
     for k, patience in POLICIES:
         rows = [
             replay(f["curve"], f["start_kl"], f["budget"], k * f["eval_every"], patience)
@@ -149,7 +156,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     from affectkit.training import refit_steps
 
     lines = [
-        "# helo: early stopping replayed on validation subjects (issue 18)",
+        f"# {report.get('method', 'helo')}: early stopping replayed on validation subjects "
+        "(issue 18)",
         "",
         f"Date {report['date']}. Each fold's selection run trained its whole budget, validated "
         "every budget/20 steps on the protocol's validation split (held-out training "
@@ -168,7 +176,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             "selection | selection steps | validation windows | refit steps | est. CPU s |",
             "|---|---|---|---|---|---|---|",
         ]
-        step_ms, window_ms = _costs(ds["dataset"])
+        step_ms, window_ms = _costs(ds)
         for name, rows in ds["policies"].items():
             same = sum(
                 r["selected_step"] == b["selected_step"] for r, b in zip(rows, base, strict=True)
@@ -191,31 +199,40 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += [
         "Est. CPU s: training steps and validation windows priced at the current helo's CPU "
         "cost per training step (batch 128) and per validation window, from "
-        "`benchmarks/results/helo-speed.json` (one thread).",
+        "`benchmarks/results/helo-speed.json` (one thread)"
+        if report.get("method", "helo") == "helo"
+        else "Est. CPU s: the selection runs' measured CPU time per trained step (their "
+        "validations included), times the policy's selection and refit steps",
         "",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _costs(dataset: str) -> tuple[float, float]:
-    """(CPU ms per training step, per validation window) of the current helo, measured by
-    benchmarks/helo_speed.py on this dataset's shapes."""
+def _costs(ds: dict[str, Any]) -> tuple[float, float]:
+    """(CPU ms per training step, per validation window). helo: measured by
+    benchmarks/helo_speed.py on this dataset's shapes; other methods: the recorded selection
+    runs' CPU time per budget step (validation folded into the step's price)."""
+    if ds.get("method", "helo") != "helo":
+        folds = ds["folds"]
+        per_step = sum(f["cpu_seconds"] for f in folds) / sum(f["budget"] for f in folds)
+        return per_step * 1e3, 0.0
     speed = json.loads((RESULTS / "helo-speed.json").read_text())["steps"]
-    r = speed["WESAD wrist" if dataset == "wesad" else "DMER"]
+    r = speed["WESAD wrist" if ds["dataset"].startswith("wesad") else "DMER"]
     step = r["train_step"]["after"]["cpu_ms_min"]
     return step, r["valid_forward_1024"]["after"]["cpu_ms_min"] / 1024
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.helo_schedule", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.schedule_replay", description=__doc__)
+    ap.add_argument("--method", default="helo")
     ap.add_argument("--datasets", default="synthetic,wesad")
     ap.add_argument(
         "--report-only", action="store_true", help="rewrite the .md from the stored .json"
     )
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=str(RESULTS / "helo-schedule"))
+    ap.add_argument("--out", default=None, help="default: results/<method>-schedule")
     args = ap.parse_args(argv)
-    stem = Path(args.out)
+    stem = Path(args.out or RESULTS / f"{args.method}-schedule")
     if args.report_only:
         report = json.loads(stem.with_suffix(".json").read_text())
         stem.with_suffix(".md").write_text(to_markdown(report))
@@ -224,11 +241,15 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "datasets": []}
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "method": args.method,
+        "datasets": [],
+    }
     for name in args.datasets.split(","):
-        if name == "wesad" and not WESAD_DIR.is_dir():
+        if name.startswith("wesad") and not WESAD_DIR.is_dir():
             continue
-        report["datasets"].append(run(name))
+        report["datasets"].append(run(name, args.method))
         stem.parent.mkdir(parents=True, exist_ok=True)
         stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
         stem.with_suffix(".md").write_text(to_markdown(report))

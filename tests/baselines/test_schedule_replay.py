@@ -1,4 +1,4 @@
-"""benchmarks/helo_schedule.py replays early stopping on a recorded validation curve; the
+"""benchmarks/schedule_replay.py replays early stopping on a recorded validation curve; the
 replay must be what training with that patience does (training does not depend on when it
 is validated), or the patience chosen there rests on nothing."""
 
@@ -13,7 +13,7 @@ from affectkit.evaluate import (
     method_train_config,
     run_fold,
 )
-from benchmarks.helo_schedule import NEVER, _Curve, _prior_kl, replay
+from benchmarks.schedule_replay import NEVER, _Curve, _prior_kl, replay
 
 TINY = [
     "dataset.subjects=5",

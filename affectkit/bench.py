@@ -272,6 +272,9 @@ def run_bench(
             for fold in folds
             if (seed, fold.index) not in done[cfg.method.name]
         ]
+        # costliest methods first (Method.fold_cost; a stable sort keeps each method's jobs
+        # in order): a pool then ends on short jobs instead of on one long fold
+        jobs.sort(key=lambda j: -_fold_cost(j.method))
         executor = executor.resolve(jobs, data)  # --executor auto decides here
         invocation = {
             "executor": executor.describe(),
@@ -319,6 +322,14 @@ def run_bench(
         results = assemble()
         store.write_summaries(results)
     return results, run_dir
+
+
+def _fold_cost(method: str) -> float:
+    """The method's :attr:`~affectkit.interfaces.Method.fold_cost` (1 if it declares none)."""
+    reg = get_registry()
+    if ("method", method) not in reg:
+        return 1.0
+    return float(getattr(reg.get("method", method).factory, "fold_cost", 1.0))
 
 
 def _fitting_methods(

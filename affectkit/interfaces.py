@@ -109,6 +109,10 @@ class Method(ABC):
     #: training-loop defaults of this method: any ``train.*`` key, used where the user set
     #: none (``affectkit config show --method NAME`` prints the result)
     train_defaults: ClassVar[dict[str, Any]] = {}
+    #: CPU time of one fold relative to an MLP's, roughly: a scheduling hint only. The bench
+    #: hands a pool its costliest jobs first, so that short ones fill the end instead of one
+    #: long fold running alone while the other workers idle; no number depends on it
+    fold_cost: ClassVar[float] = 1.0
 
     def __init__(
         self,

@@ -33,6 +33,8 @@ class AAKNNConfig(ComponentConfig):
 class AAKNN(Method):
     """Mean label distribution of the k nearest training samples (Euclidean)."""
 
+    fold_cost: ClassVar[float] = 0.01  # no training: seconds at most
+
     reference: torch.Tensor | None = None  # [N, D] training features
     reference_targets: torch.Tensor | None = None  # [N, K]
 

@@ -282,6 +282,9 @@ class HeLoNet(nn.Module):
 class HeLo(TorchMethod):
     """HeLo: OT heterogeneity mining + label-correlation-driven cross-attention."""
 
+    #: its folds cost ~8x an mlp fold on 2 CPU cores (bench scheduling hint, Method.fold_cost)
+    fold_cost: ClassVar[float] = 8.0
+
     # Published: Adam lr 1e-3, wd 1e-5, γ 0.99, batch 128, 300 epochs. The default is the
     # adaptive budget at 4 passes (clamped to 100-1000 steps) with early stopping on the
     # protocol's validation split, so that the baseline bench stays within minutes on 2 CPU

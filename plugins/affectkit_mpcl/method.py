@@ -363,6 +363,9 @@ def _fusion_kwargs(dim: int, auxiliary: list[str]) -> dict:
 class MPCL(TorchMethod):
     """MPCL (Li et al. 2026, adopted reading in docs/mpcl.md) trained with KL + its losses."""
 
+    #: its folds cost ~2.5x an mlp fold on 2 CPU cores (bench scheduling hint, Method.fold_cost)
+    fold_cost: ClassVar[float] = 2.5
+
     # Training length adapts to the data as for every neural method
     # (affectkit.training.resolve_schedule): a budget of 30 passes clamped to [300, 3000]
     # steps, early stopping on the protocol's validation split scored 20 times over it, a

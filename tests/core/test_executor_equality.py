@@ -171,3 +171,25 @@ def test_executor_options_are_checked():
     # the CLI's default: one thread per fold job on every executor
     for name in ("auto", "serial", "local", "ray"):
         assert make_executor(name).job_threads() == 1
+
+
+def test_costliest_methods_are_handed_out_first_and_tables_keep_the_asked_order(tmp_path, data):
+    """A pool that starts the long folds first ends on short ones (Method.fold_cost); the
+    order of work must not leak into the tables, which list methods as asked."""
+
+    class Recording(Executor):
+        def __init__(self) -> None:
+            super().__init__(threads=1)
+            self.order: list[tuple[str, int, int]] = []
+
+        def run(self, jobs, data, on_done, callbacks=None):
+            self.order = [(j.method, j.seed, j.fold) for j in jobs]
+            super().run(jobs, data, on_done, callbacks)
+
+    rec = Recording()
+    res, _ = run_bench(configs(), run_dir=tmp_path / "run", data=data, seeds=[0], executor=rec)
+    methods = [m for m, _, _ in rec.order]
+    n = len(methods) // 2
+    assert methods == ["mlp"] * n + ["prior"] * n  # mlp's fold_cost 1 > prior's 0.01
+    assert [f for m, _, f in rec.order if m == "mlp"] == list(range(n))  # folds keep order
+    assert list(res["methods"]) == METHODS

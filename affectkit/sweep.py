@@ -14,7 +14,9 @@ Layout of the sweep directory (every part an ordinary, resumable bench run direc
     figures/sweep.png                   the curve (with matplotlib)
 
 A reference run uses the reference protocol's defaults: the sweep's ``protocol.*`` settings
-are not carried over (they belong to the swept protocol), everything else is.
+are not carried over (they belong to the swept protocol), everything else is; a
+``subject-calibrated`` sweep's ``subject-independent`` reference is leave-one-subject-out
+like every point of the curve (:data:`MATCHED_SPLITS`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ from .io import write_json
 SWEEP_FILE = "sweep.json"
 #: references a sweep of ``subject-calibrated`` gets unless told otherwise
 CALIBRATION_REFERENCES = ("subject-independent", "subject-dependent")
+#: (swept protocol, reference protocol) -> settings the reference takes so that it splits
+#: the subjects as the swept protocol does. subject-calibrated is always
+#: leave-one-subject-out, so its subject-independent reference is too: a dataset's own
+#: default (synthetic: 4 folds) would train the reference on fewer subjects than every
+#: point of the curve, and "0 % calibration" would no longer equal it fold for fold
+MATCHED_SPLITS: dict[tuple[str, str], dict[str, Any]] = {
+    ("subject-calibrated", "subject-independent"): {"folds": None},
+}
 
 
 def parse_sweep(spec: str) -> tuple[str, list[Any]]:
@@ -81,10 +91,10 @@ def bench_sweep(
 
     key, values = parse_sweep(spec)
 
-    def configs_for(items: list[str], protocol: str | None) -> list[Any]:
+    def configs_for(items: list[str], protocol: str | None, swept: str = "") -> list[Any]:
         f = dict(flags)
         if protocol is not None:
-            f["protocol"] = {"name": protocol}
+            f["protocol"] = {"name": protocol, **MATCHED_SPLITS.get((swept, protocol), {})}
         return resolve_configs(
             methods, files=files, flags=f, overrides=items, default_method=default_method
         )
@@ -100,7 +110,7 @@ def bench_sweep(
         key,
         values,
         run_dir,
-        configs_for=configs_for,
+        configs_for=lambda items, protocol: configs_for(items, protocol, swept),
         overrides=overrides,
         references=refs,
         run=run,

@@ -106,3 +106,24 @@ def test_sweep_report_without_matplotlib_still_writes_the_table(tmp_path, run_cl
     md = write_sweep_report(out).read_text()
     assert "folds=2" in md and "Install matplotlib" in md
     assert not (out / "figures" / "sweep.png").exists()
+
+
+def test_calibration_references_split_the_subjects_as_the_curve_does(tmp_path, run_cli):
+    """synthetic's own default is 4-fold subject-independent; a calibration curve is
+    leave-one-subject-out, so its subject-independent reference must be too (5 subjects:
+    5 folds), or "0 % calibration" and the reference train on different subjects."""
+    out = tmp_path / "sweep"
+    small = [a if a != "dataset.subjects=4" else "dataset.subjects=5" for a in SMALL]
+    code, text = run_cli(
+        "bench", "-m", "prior", "--protocol", "subject-calibrated", *small,
+        "--sweep", "protocol.calibration_fraction=0", "--out", out, "--threads", "1",
+    )  # fmt: skip
+    assert code == 0, text
+    point = json.loads((out / "calibration_fraction=0" / "results.json").read_text())
+    ref = json.loads((out / "reference-subject-independent" / "results.json").read_text())
+    assert point["n_folds"] == ref["n_folds"] == 5
+    assert "leave-one-subject-out" in ref["protocol_description"]
+    # fold for fold the same test subjects, so the same scores for a method without training
+    a, b = point["methods"]["prior"]["folds"], ref["methods"]["prior"]["folds"]
+    assert [f["test_subjects"] for f in a] == [f["test_subjects"] for f in b]
+    assert [f["metrics"]["kl"] for f in a] == pytest.approx([f["metrics"]["kl"] for f in b])

@@ -274,7 +274,8 @@ def run_bench(
         ]
         # costliest methods first (Method.fold_cost; a stable sort keeps each method's jobs
         # in order): a pool then ends on short jobs instead of on one long fold
-        jobs.sort(key=lambda j: -_fold_cost(j.method))
+        cost = {cfg.method.name: _fold_cost(cfg.method.name) for cfg in configs}
+        jobs.sort(key=lambda j: -cost[j.method])
         executor = executor.resolve(jobs, data)  # --executor auto decides here
         invocation = {
             "executor": executor.describe(),

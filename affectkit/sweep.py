@@ -91,9 +91,9 @@ def bench_sweep(
 
     key, values = parse_sweep(spec)
 
-    def configs_for(items: list[str], protocol: str | None, swept: str = "") -> list[Any]:
+    def configs_for(items: list[str], protocol: str | None) -> list[Any]:
         f = dict(flags)
-        if protocol is not None:
+        if protocol is not None:  # a reference run; ``swept`` is known by then
             f["protocol"] = {"name": protocol, **MATCHED_SPLITS.get((swept, protocol), {})}
         return resolve_configs(
             methods, files=files, flags=f, overrides=items, default_method=default_method
@@ -110,7 +110,7 @@ def bench_sweep(
         key,
         values,
         run_dir,
-        configs_for=lambda items, protocol: configs_for(items, protocol, swept),
+        configs_for=configs_for,
         overrides=overrides,
         references=refs,
         run=run,

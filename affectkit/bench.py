@@ -32,7 +32,7 @@ from .evaluate import (
     build_protocol,
     method_train_config,
 )
-from .executors import Executor, FoldJob
+from .executors import Executor, FoldJob, method_cost
 from .io import check_writable_dir
 from .plugins import get_registry
 from .results import ResultsStore, method_entry, results_hash, run_key, versions
@@ -274,7 +274,7 @@ def run_bench(
         ]
         # costliest methods first (Method.fold_cost; a stable sort keeps each method's jobs
         # in order): a pool then ends on short jobs instead of on one long fold
-        cost = {cfg.method.name: _fold_cost(cfg.method.name) for cfg in configs}
+        cost = {cfg.method.name: method_cost(cfg.method.name) for cfg in configs}
         jobs.sort(key=lambda j: -cost[j.method])
         executor = executor.resolve(jobs, data)  # --executor auto decides here
         invocation = {
@@ -323,14 +323,6 @@ def run_bench(
         results = assemble()
         store.write_summaries(results)
     return results, run_dir
-
-
-def _fold_cost(method: str) -> float:
-    """The method's :attr:`~affectkit.interfaces.Method.fold_cost` (1 if it declares none)."""
-    reg = get_registry()
-    if ("method", method) not in reg:
-        return 1.0
-    return float(getattr(reg.get("method", method).factory, "fold_cost", 1.0))
 
 
 def _fitting_methods(

@@ -27,7 +27,7 @@ from .errors import UserError
 from .interfaces import Fold, Method, Protocol
 from .metrics import METRIC_NAMES, METRICS, score
 from .plugins import get_registry
-from .training import TrainConfig, resolve_schedule
+from .training import REFIT_PENDING, TorchMethod, TrainConfig, resolve_schedule
 
 
 @dataclass
@@ -250,6 +250,15 @@ def check_predictions(pred: np.ndarray, n: int, k: int, method: str) -> np.ndarr
     return np.clip(pred, 0.0, None) / np.clip(pred, 0.0, None).sum(axis=1, keepdims=True)
 
 
+@dataclass
+class RefitPending:
+    """A fold stopped after its selection run (``run_fold(..., phase="select")``):
+    ``run_fold(..., phase=pending.selection)`` refits and scores it, with the same result
+    as the fold run in one go."""
+
+    selection: dict[str, Any]
+
+
 def run_fold(
     cfg: RunConfig,
     data: EmotionDataset,
@@ -258,7 +267,17 @@ def run_fold(
     *,
     seed: int,
     callbacks: Callbacks | None = None,
-) -> tuple[FoldResult, FoldPredictions]:
+    phase: str | dict[str, Any] | None = None,
+) -> tuple[FoldResult, FoldPredictions] | RefitPending:
+    """Fit the fold's method on its training part, then predict and score its test part.
+
+    Without ``phase`` (every caller but the process pool) the result is always
+    ``(FoldResult, FoldPredictions)``. ``phase`` splits the fit of a
+    :class:`~affectkit.training.TorchMethod` that refits, so that a fold's halves can spread
+    over the pool's workers: ``"select"`` returns a :class:`RefitPending` after the
+    selection run when a refit is due (else the scored fold); ``pending.selection`` as
+    ``phase`` then refits and scores, with the result the one-piece call gives. Other
+    methods ignore ``phase``."""
     callbacks = callbacks or Callbacks()
     if len(fold.test) == 0 or len(fold.train) == 0:
         raise UserError(f"fold {fold.name} of {data.name!r} has an empty train or test split.")
@@ -280,12 +299,23 @@ def run_fold(
     valid = norm.transform(data.subset(inputs.valid)) if len(inputs.valid) else None
     test = norm.transform(data.subset(fold.test))
     t0 = time.perf_counter()
+    earlier = 0.0
+    if phase is not None and isinstance(method, TorchMethod):
+        method.fit_phase = phase
+        if isinstance(phase, dict):
+            earlier = float(phase[SELECT_SECONDS])
     info = method.fit(train, valid, progress=callbacks.epoch) or {}
+    if info.get(REFIT_PENDING):
+        return RefitPending({**info, SELECT_SECONDS: time.perf_counter() - t0})
+    info.pop(SELECT_SECONDS, None)
     if getattr(type(protocol), "calibrates", False):
         info = {**info, **_calibrate(cfg, data, fold, inputs, method, adapt)}
-    return score_fold(
-        cfg, fold, method, test, seed=fseed, fit_seconds=time.perf_counter() - t0, fit_info=info
-    )
+    fit_seconds = earlier + time.perf_counter() - t0
+    return score_fold(cfg, fold, method, test, seed=fseed, fit_seconds=fit_seconds, fit_info=info)
+
+
+#: a pending refit's record of the seconds its selection run took (fold's fit_seconds)
+SELECT_SECONDS = "select_seconds"
 
 
 def _calibrate(

@@ -24,6 +24,7 @@ command on the same machine always computes the same numbers.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import pickle
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from .data import EmotionDataset
 from .errors import UserError
-from .evaluate import Callbacks, FoldPredictions, FoldResult
+from .evaluate import SELECT_SECONDS, Callbacks, FoldPredictions, FoldResult, RefitPending
 from .interfaces import Fold, Protocol
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ class FoldJob:
     #: ``bench --tune``: the SQLite file of this fold's search, so that a killed run resumes
     #: the search where it stopped (None: in memory, e.g. on a machine without the run dir)
     tune_study: str | None = None
+    #: the fit in two halves (:func:`affectkit.evaluate.run_fold`): ``"select"`` stops
+    #: after a refitting method's selection run, a selection's info resumes with the refit
+    phase: str | dict[str, Any] | None = None
 
 
 @contextlib.contextmanager
@@ -112,8 +116,12 @@ def _prepare(job: FoldJob, data: EmotionDataset) -> tuple[RunConfig, Protocol, l
     return cfg, protocol, _FOLDS_MEMO[key]
 
 
-def run_job(job: FoldJob, data: EmotionDataset, callbacks: Callbacks | None = None) -> JobOutput:
-    """Pure job: (run config, seed, fold) + data -> (fold result, test predictions)."""
+def run_job(
+    job: FoldJob, data: EmotionDataset, callbacks: Callbacks | None = None
+) -> JobOutput | RefitPending:
+    """Pure job: (run config, seed, fold) + data -> (fold result, test predictions), or a
+    :class:`~affectkit.evaluate.RefitPending` for a ``phase="select"`` job that stopped
+    before its refit."""
     from .evaluate import run_fold
 
     cfg, protocol, folds = _prepare(job, data)
@@ -134,7 +142,10 @@ def run_job(job: FoldJob, data: EmotionDataset, callbacks: Callbacks | None = No
                 callbacks=callbacks,
                 study=job.tune_study,
             )
-        return run_fold(cfg, data, protocol, folds[job.fold], seed=job.seed, callbacks=callbacks)
+        fold = folds[job.fold]
+        return run_fold(
+            cfg, data, protocol, fold, seed=job.seed, callbacks=callbacks, phase=job.phase
+        )
 
 
 def _parallel_group(pending: Sequence[FoldJob], data: EmotionDataset) -> list[FoldJob]:
@@ -298,8 +309,9 @@ class Executor:
                 pending = [j for j in pending if j not in group]
                 continue
             job = pending.pop(0)
-            result, preds = run_job(job, data, callbacks)
-            on_done(job, result, preds)
+            out = run_job(job, data, callbacks)
+            assert not isinstance(out, RefitPending), "serial jobs fit in one piece"
+            on_done(job, *out)
 
     def describe(self) -> str:
         threads = f", {self.threads} threads" if self.threads else ""
@@ -321,9 +333,70 @@ def _worker_init(data_file: str) -> None:
         _WORKER_DATA = pickle.load(fh)
 
 
-def _worker_job(job: FoldJob) -> JobOutput:
+def _worker_job(job: FoldJob) -> JobOutput | RefitPending:
     assert _WORKER_DATA is not None, "worker started without data"
     return run_job(job, _WORKER_DATA)
+
+
+class _PoolQueue:
+    """Which job a free pool worker takes next.
+
+    Every fold starts as a ``phase="select"`` job; a refitting method's fold comes back
+    after its selection run as a refit job (:func:`~affectkit.evaluate.run_fold`), so
+    that the two halves of a long fold can land on different workers. A fold's length is
+    not known in advance (early stopping decides it), a refit's is nearly: the selected
+    steps at the selection run's seconds per step. So a free worker starts the next fold
+    in the caller's order (costliest first), unless a ready refit is expected to take longer
+    than that fold will (its :attr:`~affectkit.interfaces.Method.fold_cost` at the seconds
+    per unit of cost the finished selection runs took): longest first, which keeps the
+    last workers from finishing far apart. Results do not depend on the order.
+    """
+
+    #: a fold's selection run plus its refit, in units of the selection run (typical: the
+    #: refit retrains for the selected epochs, about half of the steps the selection ran)
+    FOLD_OVER_SELECTION = 1.5
+
+    def __init__(self, jobs: Sequence[FoldJob]) -> None:
+        self.folds = [dataclasses.replace(job, phase="select") for job in jobs]
+        self.refits: list[tuple[float, FoldJob]] = []
+        self.per_cost: list[float] = []  # selection seconds per unit of fold_cost
+
+    def __bool__(self) -> bool:
+        return bool(self.folds or self.refits)
+
+    def pending(self, job: FoldJob, out: RefitPending) -> None:
+        """A selection run ended: queue its fold's refit."""
+        info = out.selection
+        seconds = float(info.get(SELECT_SECONDS, 0.0))
+        self.per_cost.append(seconds / max(method_cost(job.method), 1e-9))
+        ran, best = max(int(info.get("steps_run", 1)), 1), int(info.get("best_step", 0))
+        # the refit: the selected epochs on fit + validation (~1.25 x the fit split's steps)
+        estimate = seconds * 1.25 * best / ran
+        self.refits.append((estimate, dataclasses.replace(job, phase=info)))
+
+    def take(self) -> FoldJob:
+        if self.refits:
+            longest = max(range(len(self.refits)), key=lambda i: self.refits[i][0])
+            fold = self._fold_estimate(self.folds[0]) if self.folds else 0.0
+            if self.refits[longest][0] >= fold:
+                return self.refits.pop(longest)[1]
+        return self.folds.pop(0)
+
+    def _fold_estimate(self, job: FoldJob) -> float:
+        if not self.per_cost:
+            return float("inf")
+        per_cost = sum(self.per_cost) / len(self.per_cost)
+        return method_cost(job.method) * per_cost * self.FOLD_OVER_SELECTION
+
+
+def method_cost(method: str) -> float:
+    """The method's :attr:`~affectkit.interfaces.Method.fold_cost` (1 if it declares none)."""
+    from .plugins import get_registry
+
+    reg = get_registry()
+    if ("method", method) not in reg:
+        return 1.0
+    return float(getattr(reg.get("method", method).factory, "fold_cost", 1.0))
 
 
 class LocalExecutor(Executor):
@@ -354,26 +427,35 @@ class LocalExecutor(Executor):
             data_file = os.path.join(tmp, "data.pkl")
             with open(data_file, "wb") as fh:
                 pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            workers = min(self.workers, len(jobs))
             pool = ProcessPoolExecutor(
-                max_workers=min(self.workers, len(jobs)),
+                max_workers=workers,
                 mp_context=mp.get_context("spawn"),
                 initializer=_worker_init,
                 initargs=(data_file,),
             )
-            self._run_pool(pool, jobs, on_done)
+            self._run_pool(pool, workers, jobs, on_done)
 
     @staticmethod
-    def _run_pool(pool, jobs, on_done) -> None:  # type: ignore[no-untyped-def]
+    def _run_pool(pool, workers, jobs, on_done) -> None:  # type: ignore[no-untyped-def]
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        pending = {pool.submit(_worker_job, job): job for job in jobs}
+        queue = _PoolQueue(jobs)
+        pending: dict[Any, FoldJob] = {}
         try:
-            while pending:
+            while queue or pending:
+                # one job per worker in flight: the next is chosen when a worker frees up
+                while queue and len(pending) < workers:
+                    job = queue.take()
+                    pending[pool.submit(_worker_job, job)] = job
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     job = pending.pop(fut)
-                    result, preds = fut.result()
-                    on_done(job, result, preds)
+                    out = fut.result()
+                    if isinstance(out, RefitPending):
+                        queue.pending(job, out)
+                    else:
+                        on_done(dataclasses.replace(job, phase=None), *out)
         except BaseException:
             # interrupted or a job failed: stop now, finished folds are already stored
             for fut in pending:

@@ -193,3 +193,70 @@ def test_costliest_methods_are_handed_out_first_and_tables_keep_the_asked_order(
     assert methods == ["mlp"] * n + ["prior"] * n  # mlp's fold_cost 1 > prior's 0.01
     assert [f for m, _, f in rec.order if m == "mlp"] == list(range(n))  # folds keep order
     assert list(res["methods"]) == METHODS
+
+
+TIMING = {"train_seconds"}
+
+
+@pytest.mark.parametrize("method", ["mlp", "mpcl", "label-gcn"])
+def test_a_fold_fitted_in_two_jobs_equals_one_fit(data, method):
+    """The pool runs a refitting fold as a selection job and a refit job, possibly in
+    different processes; the refit depends on the selection only through its info, so the
+    fold's result is the one-piece fit's, bit for bit."""
+    from affectkit.evaluate import RefitPending, build_protocol, run_fold
+
+    (cfg,) = resolve_configs([method], overrides=TINY)
+    protocol = build_protocol(cfg)
+    fold = protocol.folds(data)[1]
+    whole, whole_preds = run_fold(cfg, data, protocol, fold, seed=3)
+    assert whole.fit_info["selected_step"] >= 0  # the fold did refit
+    pending = run_fold(cfg, data, protocol, fold, seed=3, phase="select")
+    assert isinstance(pending, RefitPending)
+    assert pending.selection["select_seconds"] > 0
+    # the selection's info crosses a process boundary as JSON-able data
+    selection = json.loads(json.dumps(pending.selection))
+    split, split_preds = run_fold(cfg, data, protocol, fold, seed=3, phase=selection)
+    assert split.metrics == whole.metrics
+    np.testing.assert_array_equal(split_preds.pred, whole_preds.pred)
+    drop = {k: v for k, v in whole.fit_info.items() if k not in TIMING}
+    assert {k: v for k, v in split.fit_info.items() if k not in TIMING} == drop
+    assert split.fit_seconds >= pending.selection["select_seconds"]
+
+
+def test_a_fold_without_refit_ends_in_its_first_job(data):
+    from affectkit.evaluate import build_protocol, run_fold
+
+    for method, extra in (("prior", []), ("mlp", ["train.refit=false"])):
+        (cfg,) = resolve_configs([method], overrides=[*TINY, *extra])
+        protocol = build_protocol(cfg)
+        out = run_fold(cfg, data, protocol, protocol.folds(data)[0], seed=0, phase="select")
+        result, _ = out
+        assert set(result.metrics) == {
+            "chebyshev", "clark", "canberra", "kl", "cosine", "intersection"
+        }  # fmt: skip
+
+
+def test_pool_queue_starts_folds_in_order_and_prefers_a_longer_refit():
+    from affectkit.evaluate import RefitPending
+    from affectkit.executors import _PoolQueue
+
+    jobs = _jobs(4)
+    queue = _PoolQueue(jobs)
+    first, second = queue.take(), queue.take()
+    assert [(j.fold, j.phase) for j in (first, second)] == [(0, "select"), (1, "select")]
+    # fold 0's selection ran 100 steps in 10 s and chose step 80: a refit of ~10 s, shorter
+    # than a whole next fold is expected to take (10 s x 1.5), so fold 2 starts first
+    queue.pending(first, RefitPending({"select_seconds": 10.0, "steps_run": 100, "best_step": 80}))
+    nxt = queue.take()
+    assert (nxt.fold, nxt.phase) == (2, "select")
+    # fold 1's selection chose its last step of 400 in 20 s: a ~25 s refit, longer than
+    # the ~22.5 s a fold now takes on average, so it goes first
+    queue.pending(
+        second, RefitPending({"select_seconds": 20.0, "steps_run": 400, "best_step": 400})
+    )
+    nxt = queue.take()
+    assert (nxt.fold, nxt.phase["best_step"]) == (1, 400)
+    assert queue.take().fold == 3
+    last = queue.take()  # only fold 0's refit is left
+    assert (last.fold, last.phase["best_step"]) == (0, 80)
+    assert not queue

@@ -464,7 +464,10 @@ class LocalExecutor(Executor):
                 proc.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-        pool.shutdown(wait=True)
+        # every job is done: the workers exit on their own while the driver writes the
+        # summaries and the report (a worker's exit, torch's teardown, takes about a second;
+        # the interpreter joins them at exit)
+        pool.shutdown(wait=False)
 
     def describe(self) -> str:
         return f"local ({self.workers} workers × {self.job_threads()} threads)"

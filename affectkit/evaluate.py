@@ -27,7 +27,7 @@ from .errors import UserError
 from .interfaces import Fold, Method, Protocol
 from .metrics import METRIC_NAMES, METRICS, score
 from .plugins import get_registry
-from .training import REFIT_PENDING, TorchMethod, TrainConfig, resolve_schedule
+from .training import TorchMethod, TrainConfig, resolve_schedule
 
 
 @dataclass
@@ -305,8 +305,9 @@ def run_fold(
         if isinstance(phase, dict):
             earlier = float(phase[SELECT_SECONDS])
     info = method.fit(train, valid, progress=callbacks.epoch) or {}
-    if info.get(REFIT_PENDING):
-        return RefitPending({**info, SELECT_SECONDS: time.perf_counter() - t0})
+    pending = getattr(method, "pending_selection", None) if phase == "select" else None
+    if pending is not None:
+        return RefitPending({**pending, SELECT_SECONDS: time.perf_counter() - t0})
     info.pop(SELECT_SECONDS, None)
     if getattr(type(protocol), "calibrates", False):
         info = {**info, **_calibrate(cfg, data, fold, inputs, method, adapt)}

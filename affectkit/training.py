@@ -335,8 +335,6 @@ def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
 
 _SHRINK_ALPHA, _SHRINK_PRIOR = "__shrink__.alpha", "__shrink__.prior"
 
-#: key of a selection run's info when :attr:`TorchMethod.fit_phase` stopped before the refit
-REFIT_PENDING = "refit_pending"
 
 #: mixing weights a of the model's distribution with the prior that validation chooses from
 SHRINK_ALPHAS = tuple(i / 10 for i in range(11))
@@ -388,12 +386,16 @@ class TorchMethod(Method):
     model: nn.Module | None = None
     #: How :meth:`fit` runs when it would refit (set by the evaluator, see
     #: :func:`affectkit.evaluate.run_fold`): None = the selection run, then the refit;
-    #: ``"select"`` = stop after the selection run, returning its info with
-    #: ``info[REFIT_PENDING]`` set (the model is then not final); a dict (such an info) =
-    #: skip the selection run and refit from it. The refit depends on the selection only
-    #: through that info (it rebuilds the model from the seed and re-seeds the loop), so the
-    #: two halves may run as separate jobs, even in separate processes, with the same result.
+    #: ``"select"`` = stop after the selection run and keep its info in
+    #: :attr:`pending_selection` (the model is then not final); a dict (such an info) = skip
+    #: the selection run and refit from it. The refit depends on the selection only through
+    #: that info (it rebuilds the model from the seed and re-seeds the loop), so the two
+    #: halves may run as separate jobs, even in separate processes, with the same result.
     fit_phase: str | dict[str, Any] | None = None
+    #: the selection run's info when the last :meth:`fit` stopped before its refit
+    #: (``fit_phase="select"``); None when the fit is complete. Kept on the method rather
+    #: than in the returned info, which a subclass's ``fit`` may rebuild
+    pending_selection: dict[str, Any] | None = None
     #: whether fold-parallel training (``train.fold_parallel``) may train this method: it
     #: vmaps ``build_model()``'s module with the shared loop and never calls ``fit``. Methods
     #: whose ``fit`` does per-fold work, or whose model vmap cannot batch, set False and are
@@ -480,17 +482,18 @@ class TorchMethod(Method):
         device = self._ensure_model()
         tr = dataset_tensors(train, device)
         va = dataset_tensors(valid, device) if valid is not None and len(valid) else None
-        resume = self.fit_phase if isinstance(self.fit_phase, dict) else None
-        if resume is None:
+        self.pending_selection = None
+        if isinstance(self.fit_phase, dict):
+            info = dict(self.fit_phase)
+        else:
             self._start(tr["target"])
             info = self._train(tr, va, progress)
             if not (self.train_config.refit and va is not None):
                 self._set_shrink(info["shrink_alpha"], tr["target"])
                 return info
             if self.fit_phase == "select":
-                return {**info, REFIT_PENDING: True}
-        else:
-            info = {k: v for k, v in resume.items() if k != REFIT_PENDING}
+                self.pending_selection = info
+                return info
         # Refit: the selected length in epochs, on fit + validation, from the same init.
         everything = {k: torch.cat([tr[k], va[k]]) for k in tr}
         per_epoch = resolve_schedule(self.train_config, len(everything["target"])).steps_per_epoch

@@ -260,3 +260,22 @@ def test_pool_queue_starts_folds_in_order_and_prefers_a_longer_refit():
     last = queue.take()  # only fold 0's refit is left
     assert (last.fold, last.phase["best_step"]) == (0, 80)
     assert not queue
+
+
+def test_a_fit_override_that_rebuilds_the_info_still_splits(data, monkeypatch):
+    """A subclass may return its own dict from ``fit``; whether a refit is pending is read
+    from the method, so the selection job never scores an unfinished model."""
+    from affectkit.evaluate import RefitPending, build_method, build_protocol, run_fold
+
+    (cfg,) = resolve_configs(["mlp"], overrides=TINY)
+    cls = type(build_method(cfg, data.spec, 0))
+    parent = cls.fit
+    monkeypatch.setattr(cls, "fit", lambda self, *a, **k: {"keys": len(parent(self, *a, **k))})
+    protocol = build_protocol(cfg)
+    fold = protocol.folds(data)[2]
+    whole, whole_preds = run_fold(cfg, data, protocol, fold, seed=1)
+    pending = run_fold(cfg, data, protocol, fold, seed=1, phase="select")
+    assert isinstance(pending, RefitPending)
+    split, split_preds = run_fold(cfg, data, protocol, fold, seed=1, phase=pending.selection)
+    assert split.metrics == whole.metrics and split.fit_info == whole.fit_info
+    np.testing.assert_array_equal(split_preds.pred, whole_preds.pred)

@@ -322,13 +322,34 @@ class Executor:
 _WORKER_DATA: EmotionDataset | None = None
 
 
-def _worker_init(data_file: str) -> None:
+def _exit_with_driver(driver: int, data_file: str, every: float = 0.5) -> None:
+    """End this worker once its driver is gone (then the worker's parent pid changes),
+    removing the pool's data file, which a killed driver leaves behind."""
+    import shutil
+    import time
+
+    while os.getppid() == driver:
+        time.sleep(every)
+    shutil.rmtree(os.path.dirname(data_file), ignore_errors=True)
+    os._exit(1)
+
+
+def _worker_init(data_file: str, driver: int) -> None:
     global _WORKER_DATA
     # a terminal Ctrl-C reaches the whole process group: let only the driver handle it,
     # it stops the pool itself
     import signal
+    import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A driver killed outright (SIGKILL, OOM killer) cannot stop its pool, and a worker
+    # blocked on the job queue never sees it go (it holds that pipe's write end too): it
+    # would train its fold to the end and then wait forever, holding a core and its memory.
+    # The driver's pid comes from the driver: a worker still importing when its driver died
+    # has been reparented already, and its own getppid() would name the new parent.
+    threading.Thread(
+        target=_exit_with_driver, args=(driver, data_file), daemon=True, name="exit-with-driver"
+    ).start()
     with open(data_file, "rb") as fh:
         _WORKER_DATA = pickle.load(fh)
 
@@ -432,7 +453,7 @@ class LocalExecutor(Executor):
                 max_workers=workers,
                 mp_context=mp.get_context("spawn"),
                 initializer=_worker_init,
-                initargs=(data_file,),
+                initargs=(data_file, os.getpid()),
             )
             self._run_pool(pool, workers, jobs, on_done)
 

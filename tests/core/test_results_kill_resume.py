@@ -175,3 +175,69 @@ def test_sigint_stops_cleanly_and_resumes(tmp_path):
     assert res["last_invocation"]["computed_folds"] == N_FOLDS - len(done)
     _, resumed = metrics_of(out)
     assert {k: resumed[k] for k in partial} == partial
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(stat))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_pool_workers_exit_when_their_driver_is_killed(tmp_path):
+    """SIGKILL leaves the driver no chance to stop its process pool: the workers must notice
+    and exit by themselves instead of training on (and then idling) as orphans."""
+    args = cli(tmp_path / "run")
+    args[args.index("--threads") : args.index("--threads") + 2] = [
+        "--executor", "local", "--workers", "2", "--threads", "1"
+    ]  # fmt: skip
+    args += ["--set", "train.epochs=400"]  # folds of several seconds
+    scratch = tmp_path / "tmp"  # where the driver puts the pool's data file
+    scratch.mkdir()
+    proc = subprocess.Popen(
+        args,
+        env={**env(tmp_path), "TMPDIR": str(scratch)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while len(workers) < 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the pool did not start"
+        time.sleep(0.05)
+        # the spawn start method adds a resource tracker; the workers are the other children
+        workers = [c for c in _children(proc.pid) if "resource_tracker" not in _cmdline(c)]
+    time.sleep(1.0)  # let them import and pick up their first fold
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while any(_alive(w) for w in workers):
+        assert time.monotonic() < deadline, f"workers {workers} outlived their driver"
+        time.sleep(0.1)
+    assert list(scratch.iterdir()) == []  # nor is the dataset copy left in the temp dir
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except OSError:
+        return False

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -160,8 +161,32 @@ def fold_inputs(
         )
         stats.update(windows)
     else:
-        norm = Standardizer.fit(data.subset(fold.train))
+        norm = training_statistics(data, fold.train)
     return FoldInputs(fit_idx, valid_idx, calib, finetune, stats, norm)
+
+
+#: per live dataset object (by id, checked through a weak reference), the Standardizer of
+#: each set of rows it was fitted on: every method and seed of a fold (and a fold's refit
+#: job) standardises with statistics of the same training split, so a pool worker computes
+#: them once per fold, not once per job
+_STATISTICS: dict[int, tuple[weakref.ref, dict[bytes, Standardizer]]] = {}
+_STATISTICS_PER_DATASET = 256
+
+
+def training_statistics(data: EmotionDataset, rows: np.ndarray) -> Standardizer:
+    """``Standardizer.fit(data.subset(rows))``, remembered while ``data`` lives."""
+    entry = _STATISTICS.get(id(data))
+    if entry is None or entry[0]() is not data:
+        ident = id(data)
+        entry = (weakref.ref(data, lambda _: _STATISTICS.pop(ident, None)), {})
+        _STATISTICS[ident] = entry
+    memo = entry[1]
+    key = hashlib.blake2b(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).digest()
+    if key not in memo:
+        if len(memo) >= _STATISTICS_PER_DATASET:
+            memo.pop(next(iter(memo)))
+        memo[key] = Standardizer.fit(data.subset(rows))
+    return memo[key]
 
 
 def plain_inputs(cfg: RunConfig) -> bool:

@@ -99,3 +99,28 @@ def test_load_dataset_uses_cache(monkeypatch, tmp_path):
     assert calls == [] and np.array_equal(again.targets, first.targets)
     load_dataset(cfg, use_cache=False)
     assert len(calls) == 1
+
+
+def test_training_statistics_are_remembered_per_dataset_object_and_rows():
+    """Every job of a fold standardises with its training split's statistics; a pool worker
+    computes them once. The memo must never hand one dataset's statistics to another."""
+    import gc
+
+    from affectkit import evaluate
+
+    d = make(n=8)
+    rows = np.array([0, 1, 2, 5])
+    first = evaluate.training_statistics(d, rows)
+    fresh = Standardizer.fit(d.subset(rows))
+    for m in fresh.mean:
+        np.testing.assert_array_equal(first.mean[m], fresh.mean[m])
+        np.testing.assert_array_equal(first.std[m], fresh.std[m])
+    assert evaluate.training_statistics(d, rows.copy()) is first  # same rows: remembered
+    assert evaluate.training_statistics(d, rows[:3]) is not first
+    other = make(n=8, modalities={k: v + 1.0 for k, v in d.modalities.items()})
+    shifted = evaluate.training_statistics(other, rows)  # same rows, other data
+    assert not np.array_equal(shifted.mean["gsr"], first.mean["gsr"])
+    ident = id(d)
+    del d, first, fresh
+    gc.collect()
+    assert ident not in evaluate._STATISTICS  # forgotten with its dataset

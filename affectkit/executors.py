@@ -229,6 +229,18 @@ def _in_process_only(jobs: Sequence[FoldJob]) -> str | None:
     return None
 
 
+def _unspawnable_main() -> str | None:
+    """The main script, when spawned workers could not start from it: spawn re-runs the
+    main module by path in each worker, and a script read from standard input
+    (``python - <<EOF``) has none, so every worker would die at start."""
+    import sys
+
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if path is None or os.path.isfile(path):
+        return None  # an interactive session or ``python -c`` (nothing to re-run), or a file
+    return str(path)
+
+
 def choose_executor(
     jobs: Sequence[FoldJob],
     data: EmotionDataset,
@@ -257,6 +269,9 @@ def choose_executor(
     reason = _in_process_only(jobs)
     if reason is not None:
         return 1, reason
+    main = _unspawnable_main()
+    if main is not None:
+        return 1, f"the main script ({main}) is not a file that pool workers could start from"
     workers = min(slots, len(jobs), max_workers or slots)
     why = f"{len(jobs)} fold jobs, {cores} cores at {threads} thread(s) per fold"
     if free is not None:
@@ -440,6 +455,14 @@ class LocalExecutor(Executor):
 
         if not jobs:
             return
+        main = _unspawnable_main()
+        if main is not None:
+            raise UserError(
+                f"a process pool cannot start its workers from a script read from {main}: "
+                "each worker re-runs the main script by its path. Save the script to a file "
+                "and run that, or use the serial executor (affectkit.executors.Executor, "
+                "--executor serial)."
+            )
         with tempfile.TemporaryDirectory(prefix="affectkit-pool-") as tmp:
             # The dataset reaches the workers through a file, not as an initializer argument:
             # spawn writes the arguments into each child's pipe, and a child reads them only

@@ -279,3 +279,16 @@ def test_a_fit_override_that_rebuilds_the_info_still_splits(data, monkeypatch):
     split, split_preds = run_fold(cfg, data, protocol, fold, seed=1, phase=pending.selection)
     assert split.metrics == whole.metrics and split.fit_info == whole.fit_info
     np.testing.assert_array_equal(split_preds.pred, whole_preds.pred)
+
+
+def test_a_script_from_stdin_runs_serial_under_auto_and_is_refused_a_pool(data, monkeypatch):
+    """spawn re-runs the main script by path in every worker; one piped on stdin has none,
+    and its workers would all die at start with a bare BrokenProcessPool."""
+    import sys
+
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", "<stdin>", raising=False)
+    monkeypatch.setattr(executors, "POOL_MIN_WINDOWS", 1)
+    workers, why = executors.choose_executor(_jobs(4), data, threads=1, cores=4)
+    assert workers == 1 and "<stdin>" in why
+    with pytest.raises(UserError, match="Save the script to a file"):
+        executors.LocalExecutor(workers=2, threads=1).run(_jobs(2), data, lambda *a: None)

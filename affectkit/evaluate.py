@@ -284,6 +284,11 @@ class RefitPending:
     selection: dict[str, Any]
 
 
+#: the key of ``RefitPending.selection`` holding the seconds the selection run took (the
+#: refit adds its own to make the fold's ``fit_seconds``)
+SELECT_SECONDS = "select_seconds"
+
+
 def run_fold(
     cfg: RunConfig,
     data: EmotionDataset,
@@ -333,15 +338,10 @@ def run_fold(
     pending = getattr(method, "pending_selection", None) if phase == "select" else None
     if pending is not None:
         return RefitPending({**pending, SELECT_SECONDS: time.perf_counter() - t0})
-    info.pop(SELECT_SECONDS, None)
     if getattr(type(protocol), "calibrates", False):
         info = {**info, **_calibrate(cfg, data, fold, inputs, method, adapt)}
     fit_seconds = earlier + time.perf_counter() - t0
     return score_fold(cfg, fold, method, test, seed=fseed, fit_seconds=fit_seconds, fit_info=info)
-
-
-#: a pending refit's record of the seconds its selection run took (fold's fit_seconds)
-SELECT_SECONDS = "select_seconds"
 
 
 def _calibrate(

@@ -391,6 +391,9 @@ class _PoolQueue:
     #: a fold's selection run plus its refit, in units of the selection run (typical: the
     #: refit retrains for the selected epochs, about half of the steps the selection ran)
     FOLD_OVER_SELECTION = 1.5
+    #: a refit's steps per selected step: it trains on fit + validation (the protocols hold
+    #: out about a fifth), so an epoch has about 1.25 x the fit split's steps
+    REFIT_OVER_SELECTED = 1.25
 
     def __init__(self, jobs: Sequence[FoldJob]) -> None:
         self.folds = [dataclasses.replace(job, phase="select") for job in jobs]
@@ -406,8 +409,7 @@ class _PoolQueue:
         seconds = float(info.get(SELECT_SECONDS, 0.0))
         self.per_cost.append(seconds / max(method_cost(job.method), 1e-9))
         ran, best = max(int(info.get("steps_run", 1)), 1), int(info.get("best_step", 0))
-        # the refit: the selected epochs on fit + validation (~1.25 x the fit split's steps)
-        estimate = seconds * 1.25 * best / ran
+        estimate = seconds * self.REFIT_OVER_SELECTED * best / ran
         self.refits.append((estimate, dataclasses.replace(job, phase=info)))
 
     def take(self) -> FoldJob:

@@ -335,7 +335,6 @@ def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
 
 _SHRINK_ALPHA, _SHRINK_PRIOR = "__shrink__.alpha", "__shrink__.prior"
 
-
 #: mixing weights a of the model's distribution with the prior that validation chooses from
 SHRINK_ALPHAS = tuple(i / 10 for i in range(11))
 
@@ -479,11 +478,13 @@ class TorchMethod(Method):
     def fit(self, train, valid=None, progress=None):
         self.prepare_labels(train.targets)
         self.model = None
-        device = self._ensure_model()
+        resume = isinstance(self.fit_phase, dict)
+        # resuming at the refit, which builds its own model: none to build here
+        device = resolve_device(self.device) if resume else self._ensure_model()
         tr = dataset_tensors(train, device)
         va = dataset_tensors(valid, device) if valid is not None and len(valid) else None
         self.pending_selection = None
-        if isinstance(self.fit_phase, dict):
+        if resume:
             info = dict(self.fit_phase)
         else:
             self._start(tr["target"])

@@ -27,7 +27,7 @@ from .interfaces import (
     Metric,
     Protocol,
 )
-from .layers import Dropout, fast_dropout
+from .layers import Dropout, fast_dropout, keep_mask
 from .plugins import get_plugin_manager, get_registry
 from .registry import KINDS, ComponentConfig, Registry
 from .search import Choice, FloatRange, IntRange, SearchSpace
@@ -90,6 +90,7 @@ __all__ = [
     "get_plugin_manager",
     "get_registry",
     "hookimpl",
+    "keep_mask",
     "kl_loss",
     "load",
     "predict_timeline",

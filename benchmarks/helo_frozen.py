@@ -5,7 +5,9 @@ what this computes) and the "before" of ``benchmarks/helo_speed.py``.
 Written as functions over a ``HeLoNet``'s own submodules and parameters, so that both run
 on the same weights, and with the operations in their old order, including the random draws
 of the dropout and DropKey masks (a seeded training step then draws the same masks on both
-sides). Keep it as it is: it is a record, not code to optimise.
+sides). Keep it as it is: it is a record, not code to optimise. One change since: the masks
+are drawn with affectkit's ``keep_mask`` (16-bit draws, December 2026), as helo draws them,
+so that a seeded step still draws the same masks on both sides; the formulas are untouched.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import math
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+
+from affectkit import keep_mask
+from affectkit.layers import quantized_p
 
 
 # --------------------------------------------------------------------------- optimal transport
@@ -50,7 +55,7 @@ def gromov_wasserstein(cx: torch.Tensor, cy: torch.Tensor, *, lam: float, outer:
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if not training or p == 0:
         return x
-    return x * (torch.rand_like(x) >= p) / (1.0 - p)
+    return x * keep_mask(x, p) / (1.0 - quantized_p(p))
 
 
 def cross(mod, query: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -60,7 +65,7 @@ def cross(mod, query: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     v = rearrange(mod.v(source), "b s (h e) -> b h s e", h=mod.heads)
     logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
     if mod.training and mod.drop_key > 0:
-        drop = torch.rand_like(logits) < mod.drop_key
+        drop = ~keep_mask(logits, mod.drop_key)
         logits = logits.masked_fill(drop, -1e9)
     attn = torch.softmax(logits, dim=-1)
     out = rearrange(attn @ v, "b h t e -> b t (h e)")

@@ -75,6 +75,45 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def machine_speed(seconds: float = 0.5) -> dict[str, float]:
+    """One-thread yardsticks of the machine, so that runs on different hosts compare.
+
+    Wall times on these 2-core VMs differ by 2x between hosts of the same CPU model (shared
+    caches and memory); the suite's ratios between methods move too, as mpcl's step is bound
+    by memory traffic and small ops more than an mlp's. ``sgemm_gflops``: a 512³ float32
+    matmul; ``add_gbps``: bytes moved by ``a + b`` over 4 MiB tensors (the size of mpcl's
+    [1024, 40, 32] activations at batch 1024, beyond L2); ``op_us``: one tiny in-place op
+    (dispatcher overhead). Best of repeats.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(512, 512), torch.randn(512, 512)
+        x, y = torch.randn(1 << 20), torch.randn(1 << 20)
+        tiny = torch.zeros(1)
+
+        def best(fn, reps: int) -> float:
+            fn()
+            times = []
+            stop = time.perf_counter() + seconds
+            while time.perf_counter() < stop or len(times) < 3:
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    fn()
+                times.append((time.perf_counter() - t0) / reps)
+            return min(times)
+
+        return {
+            "sgemm_gflops": 2 * 512**3 / best(lambda: a @ b, 5) / 1e9,
+            "add_gbps": 3 * 4 * (1 << 20) / best(lambda: x + y, 10) / 1e9,
+            "op_us": 1e6 * best(lambda: tiny.add_(1), 1000),
+        }
+    finally:
+        torch.set_num_threads(old)
+
+
 # --------------------------------------------------------------------------- one method
 def _sync(device: str) -> None:
     import torch
@@ -328,6 +367,17 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"Machine: {m['cpu']} ({m['cores']} cores, torch threads {m['torch_threads']})"
         + (f", GPU {m['gpu']} (driver {m.get('driver', '?')})" if "gpu" in m else "")
         + f"; torch {m['torch']}, Python {m['python']}. Date {report['date']}.",
+        *(
+            [
+                "",
+                "Machine speed, one thread (benchmarks/perf.py `machine_speed`; compare runs "
+                f"across hosts by it): sgemm {m['speed']['sgemm_gflops']:.0f} GFLOP/s, "
+                f"a + b over 4 MiB {m['speed']['add_gbps']:.1f} GB/s, "
+                f"tiny op {m['speed']['op_us']:.1f} µs.",
+            ]
+            if "speed" in m
+            else []
+        ),
         "",
         "## Training throughput (samples/s, steady state) and inference",
         "",
@@ -446,7 +496,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)  # recorded by machine(); children set their own
     names = [n for n in args.methods.split(",") if ("method", n) in get_registry()]
     report: dict[str, Any] = {
-        "machine": machine(),
+        "machine": {**machine(), "speed": machine_speed()},
         "date": time.strftime("%Y-%m-%d"),
         "batches": [int(b) for b in args.batches.split(",")],
         "methods": [],

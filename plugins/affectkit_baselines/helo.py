@@ -57,6 +57,7 @@ from affectkit import (
     TorchMethod,
     UserError,
     fast_dropout,
+    keep_mask,
     start_linear_at,
 )
 
@@ -124,8 +125,8 @@ class DropKeyCrossAttention(nn.Module):
         v = rearrange(self.v(source), "m b s (h e) -> m b h s e", h=self.heads)
         logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # [M, B, h, T, S]
         if self.training and self.drop_key > 0:
-            drop = torch.rand_like(logits) < self.drop_key
-            logits = logits.masked_fill_(drop, -1e9)  # finite: a fully masked row stays defined
+            # finite: a fully masked row stays defined
+            logits = torch.where(keep_mask(logits, self.drop_key), logits, -1e9)
         attn = torch.softmax(logits, dim=-1)
         out = self.out(rearrange(attn @ v, "m b h t e -> b (m t) (h e)"))
         return self.norm(query.repeat(1, source.shape[0], 1) + out)
@@ -171,7 +172,12 @@ class SharedEncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(x), "b t (three h e) -> three b h t e", three=3, h=self.heads)
+        # split before the head layout: three [B, h, T, e] copies (and one concatenation of
+        # their gradients) cost less than one [3, B, h, T, e] copy and its backward
+        q, k, v = (
+            rearrange(z, "b t (h e) -> b h t e", h=self.heads)
+            for z in self.qkv(x).split(x.shape[-1], dim=-1)
+        )
         attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
         attn = fast_dropout(attn, self.p, self.training)
         a = self.out(rearrange(attn @ v, "b h t e -> b t (h e)"))

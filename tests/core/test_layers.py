@@ -1,11 +1,12 @@
-"""affectkit.Dropout: the stock dropout's distribution, drawn faster."""
+"""affectkit.Dropout: the stock dropout's distribution (p rounded to 2⁻¹⁶), drawn faster."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from affectkit import Dropout, fast_dropout
+from affectkit import Dropout, fast_dropout, keep_mask
+from affectkit.layers import quantized_p
 
 
 def test_dropout_zeroes_a_fraction_p_and_keeps_the_mean():
@@ -46,15 +47,49 @@ def test_dropout_under_vmap_draws_per_fold_masks_without_a_fallback():
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
-def test_dropout_gives_the_bits_of_the_plain_formula(p):
-    # the in-place mask and scaling must not change a seeded run: same output, same gradient
+def test_dropout_is_the_plain_formula_on_its_mask(p):
+    # output and gradient are x · keep / (1 − p̂) for the mask keep_mask draws from that seed
     x = torch.randn(32, 17, requires_grad=True)
     g = torch.randn(32, 17)
     torch.manual_seed(5)
     y = fast_dropout(x, p)
     (gx,) = torch.autograd.grad(y, x, g)
     torch.manual_seed(5)
-    y_ref = x * ((torch.rand_like(x) > p).float() * (1.0 / (1.0 - p)))
+    keep = keep_mask(x, p)
+    y_ref = x * (keep.float() * (1.0 / (1.0 - quantized_p(p))))
     (gx_ref,) = torch.autograd.grad(y_ref, x, g)
     assert torch.equal(y, y_ref)
     assert torch.equal(gx, gx_ref)
+    assert torch.equal(y == 0, ~keep)
+
+
+def test_quantized_p_rounds_to_16_bits_and_keeps_the_scale_finite():
+    assert quantized_p(0.5) == 0.5
+    assert quantized_p(0.1) == 6554 / 65536
+    assert abs(quantized_p(0.3) - 0.3) <= 0.5 / 65536
+    assert quantized_p(1 - 1e-9) == 1 - 1 / 65536  # never 1: 1/(1 − p̂) stays finite
+    x = torch.ones(1000)
+    assert torch.isfinite(fast_dropout(x, 1 - 1e-9)).all()
+    assert torch.equal(fast_dropout(x, 1e-7), x)  # rounds to 0: nothing is ever dropped
+
+
+def test_every_16_bit_lane_of_a_draw_drops_at_rate_p():
+    """Each 64-bit draw feeds four consecutive elements; a lane that is not uniform (e.g. a
+    draw over [0, 2⁶³) whose top bit is always 0) would keep one element in four too often."""
+    torch.manual_seed(1)
+    p = 0.3
+    keep = keep_mask(torch.empty(100_000, 8), p)
+    drop_rate = (~keep).float().mean(0)  # one column per lane position (two draws per row)
+    # binomial std with n = 1e5 is 0.0014
+    assert ((drop_rate - quantized_p(p)).abs() < 0.007).all(), drop_rate
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 7, 9), (13,), ()])
+def test_keep_mask_has_the_shape_of_x_for_any_last_axis(shape):
+    x = torch.randn(shape)
+    torch.manual_seed(0)
+    keep = keep_mask(x, 0.5)
+    assert keep.shape == x.shape and keep.dtype == torch.bool
+    torch.manual_seed(0)
+    assert torch.equal(keep, keep_mask(x, 0.5))
+    assert fast_dropout(x, 0.5).shape == x.shape

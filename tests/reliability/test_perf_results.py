@@ -48,3 +48,21 @@ def test_dataset_paths_are_recorded_relative_to_the_repository(tmp_path):
     }
     md = perf.to_markdown(report)
     assert "../shared/data/wesad-wrist" in md and ABSOLUTE.findall(md) == []
+
+
+def test_the_report_states_the_machine_speed_it_was_measured_at():
+    speed = perf.machine_speed(seconds=0.01)
+    assert set(speed) == {"sgemm_gflops", "add_gbps", "op_us"}
+    assert all(0 < v < 1e5 for v in speed.values())
+    report = {
+        "machine": {"cpu": "x", "cores": 2, "torch_threads": 1, "torch": "t", "python": "p"},
+        "date": "d",
+        "batches": [8],
+        "methods": [],
+        "datasets": [],
+        "runs": [],
+    }
+    assert "Machine speed" not in perf.to_markdown(report)  # older reports have none
+    report["machine"]["speed"] = {"sgemm_gflops": 71.2, "add_gbps": 9.5, "op_us": 3.6}
+    md = perf.to_markdown(report)
+    assert "sgemm 71 GFLOP/s" in md and "9.5 GB/s" in md and "3.6 µs" in md

@@ -90,40 +90,20 @@ def _n_folds(experiment: str) -> int:
 
 
 def step_times(variants: dict[str, list[str]], batch: int, threads: int, rounds: int = 12):
-    """Best-of-``rounds`` training step (ms) of each variant and of mlp, interleaved."""
+    """Best-of-``rounds`` training step (ms) of each variant and of mlp, interleaved (the step
+    of benchmarks/perf.py, on DMER-shaped random batches)."""
     import torch
 
-    from affectkit.bench import resolve_configs
-    from affectkit.data import DataSpec
-    from affectkit.evaluate import build_method
-    from affectkit.training import adamw
-    from benchmarks.perf import DMER_SHAPES, EMOTIONS, GROUPS
+    from benchmarks.perf import build_dmer_method, training_step
 
     torch.set_num_threads(threads)
-    spec = DataSpec(shapes=dict(DMER_SHAPES), groups=dict(GROUPS), emotions=EMOTIONS)
-    steppers = {}
-    for name, over in [
-        *((v, ["method.name=mpcl", *o]) for v, o in variants.items()),
-        ("mlp", ["method.name=mlp"]),
-    ]:
-        (cfg,) = resolve_configs([None], overrides=over)
-        torch.manual_seed(0)
-        method = build_method(cfg, spec, seed=0)
-        method.model = method.build_model()
-        params = [p for p in method.model.parameters() if p.requires_grad]
-        opt = adamw(params, lr=1e-3, weight_decay=1e-4)
-        x = {k: torch.randn(batch, *s) for k, s in DMER_SHAPES.items()}
-        x["target"] = torch.softmax(torch.randn(batch, len(EMOTIONS)), -1)
-
-        def step(method=method, params=params, opt=opt, x=x) -> None:
-            loss = method.loss(x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-            method.after_step()
-
-        steppers[name] = step
+    steppers = {
+        name: training_step(build_dmer_method(method, "cpu", overrides=over), batch)[0]
+        for name, method, over in [
+            *((v, "mpcl", o) for v, o in variants.items()),
+            ("mlp", "mlp", []),
+        ]
+    }
     times: dict[str, list[float]] = {k: [] for k in steppers}
     for _ in range(rounds):
         for k, step in steppers.items():

@@ -122,21 +122,51 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def build_dmer_method(name: str, device: str, seed: int = 0):  # type: ignore[no-untyped-def]
-    """Registered method ``name`` with its defaults and its model built, on DMER shapes."""
+def build_dmer_method(
+    name: str, device: str, seed: int = 0, overrides: list[str] | tuple[str, ...] = ()
+):  # type: ignore[no-untyped-def]
+    """Registered method ``name`` with its defaults (plus ``overrides``, ``key=value`` as
+    ``--set`` takes them) and its model built, on DMER shapes."""
     import torch
 
+    from affectkit.bench import resolve_configs
     from affectkit.data import DataSpec
-    from affectkit.plugins import get_registry
-    from affectkit.training import TrainConfig
+    from affectkit.evaluate import build_method
 
+    (cfg,) = resolve_configs(
+        [None], overrides=[f"method.name={name}", f"train.device={device}", *overrides]
+    )
     torch.manual_seed(seed)
     spec = DataSpec(shapes=dict(DMER_SHAPES), groups=dict(GROUPS), emotions=EMOTIONS)
-    entry = get_registry().get("method", name)
-    train_cfg = TrainConfig().resolved(getattr(entry.factory, "train_defaults", {}))
-    method = entry.build(None, spec=spec, train=train_cfg, seed=seed, device=device)
+    method = build_method(cfg, spec, seed=seed)
     method.model = method.build_model().to(device)
     return method
+
+
+def training_step(method, batch: int, device: str = "cpu"):  # type: ignore[no-untyped-def]
+    """One step of the training loop on a random DMER-shaped batch, as a closure: loss,
+    backward, the method's gradient clipping, fused AdamW, per-step state (mpcl's weight
+    average). Returns ``(step, n_params)``."""
+    import torch
+
+    from affectkit.training import adamw
+
+    train_cfg = method.train_config
+    params = [p for p in method.model.parameters() if p.requires_grad]
+    opt = adamw(params, lr=1e-3, weight_decay=train_cfg.weight_decay)  # the training loop's
+    data = {m: torch.randn(batch, *s, device=device) for m, s in DMER_SHAPES.items()}
+    data["target"] = torch.softmax(torch.randn(batch, len(EMOTIONS), device=device), -1)
+
+    def step() -> None:
+        loss = method.loss(data)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if train_cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)
+        opt.step()
+        method.after_step()
+
+    return step, sum(p.numel() for p in params)
 
 
 def measure_method(
@@ -150,16 +180,10 @@ def measure_method(
     """Train-step throughput and inference latency of ``name`` on random DMER-shaped data."""
     import torch
 
-    from affectkit.training import adamw
-
     method = build_dmer_method(name, device)
-    train_cfg = method.train_config
     if compile_model:
         method.model.compile()  # as train.compile=true does (TorchMethod._ensure_model)
     model = method.model
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = adamw(params, lr=1e-3, weight_decay=train_cfg.weight_decay)  # the training loop's
-    n_params = sum(p.numel() for p in params)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
@@ -171,25 +195,19 @@ def measure_method(
     out: dict[str, Any] = {
         "method": name,
         "device": device,
-        "parameters": n_params,
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "torch_threads": torch.get_num_threads(),
         "compiled": compile_model,
         "train": {},
     }
     for b in batches:
-        data = batch_of(b)
+        step, _ = training_step(method, b, device)
         model.train()
         for i in range(warmup + steps):
             if i == warmup:
                 _sync(device)
                 t0 = time.perf_counter()
-            loss = method.loss(data)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if train_cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)
-            opt.step()
-            method.after_step()  # per-step state (mpcl's weight average), as the loop does
+            step()
         _sync(device)
         dt = time.perf_counter() - t0
         out["train"][str(b)] = {"samples_per_s": b * steps / dt, "step_ms": 1e3 * dt / steps}

@@ -61,3 +61,22 @@ def test_synthetic_seeds_end_to_end_on_prior(tmp_path):
     kl = stored["results"]["prior"]["3"]["kl"]
     assert 0.05 < kl < 0.2  # the training-set mean distribution: far from 0, far from uniform
     assert "| prior |" in out.read_text()
+
+
+def test_size_study_times_each_variant_with_its_overrides():
+    """benchmarks/mpcl_size.py times variants through perf.py's builder and training step:
+    the overrides must reach the model (a smaller HSC has fewer parameters)."""
+    import torch
+
+    from benchmarks.mpcl_size import step_times
+    from benchmarks.perf import build_dmer_method, training_step
+
+    threads = torch.get_num_threads()
+    try:
+        times = step_times({"P4": [], "P2": ["method.head.per_emotion=2"]}, 8, 1, rounds=3)
+    finally:
+        torch.set_num_threads(threads)
+    assert set(times) == {"P4", "P2", "mlp"} and all(t > 0 for t in times.values())
+    small = build_dmer_method("mpcl", "cpu", overrides=["method.head.per_emotion=2"])
+    assert small.config.head.per_emotion == 2
+    assert training_step(small, 8)[1] < training_step(build_dmer_method("mpcl", "cpu"), 8)[1]

@@ -1,7 +1,7 @@
 """Small building blocks shared by method plugins.
 
 ``Dropout`` / ``fast_dropout``: inverted dropout, the distribution of ``torch.nn.Dropout``
-with p rounded to a multiple of 2⁻¹⁶, drawn several times faster on the CPU. The CPU generator
+with p rounded to a multiple of 2⁻¹⁶, drawn about twice as fast on the CPU. The CPU generator
 pays per draw, not per bit: ``bernoulli_`` and ``rand`` spend one draw per element, while one
 64-bit draw holds four independent uniform 16-bit integers. A mask element is kept when its
 16-bit integer is at least the threshold (p·2¹⁶ of the 2¹⁶ values fall below it). On one

@@ -98,7 +98,7 @@ def step_times(variants: dict[str, list[str]], batch: int, threads: int, rounds:
 
     torch.set_num_threads(threads)
     steppers = {
-        name: training_step(build_dmer_method(method, "cpu", overrides=over), batch)[0]
+        name: training_step(build_dmer_method(method, "cpu", overrides=over), batch)
         for name, method, over in [
             *((v, "mpcl", o) for v, o in variants.items()),
             ("mlp", "mlp", []),

@@ -143,10 +143,19 @@ def build_dmer_method(
     return method
 
 
+def dmer_batch(batch: int, device: str = "cpu") -> dict:
+    """A random DMER-shaped batch: every modality plus a target distribution."""
+    import torch
+
+    x = {m: torch.randn(batch, *s, device=device) for m, s in DMER_SHAPES.items()}
+    x["target"] = torch.softmax(torch.randn(batch, len(EMOTIONS), device=device), -1)
+    return x
+
+
 def training_step(method, batch: int, device: str = "cpu"):  # type: ignore[no-untyped-def]
     """One step of the training loop on a random DMER-shaped batch, as a closure: loss,
     backward, the method's gradient clipping, fused AdamW, per-step state (mpcl's weight
-    average). Returns ``(step, n_params)``."""
+    average)."""
     import torch
 
     from affectkit.training import adamw
@@ -154,8 +163,7 @@ def training_step(method, batch: int, device: str = "cpu"):  # type: ignore[no-u
     train_cfg = method.train_config
     params = [p for p in method.model.parameters() if p.requires_grad]
     opt = adamw(params, lr=1e-3, weight_decay=train_cfg.weight_decay)  # the training loop's
-    data = {m: torch.randn(batch, *s, device=device) for m, s in DMER_SHAPES.items()}
-    data["target"] = torch.softmax(torch.randn(batch, len(EMOTIONS), device=device), -1)
+    data = dmer_batch(batch, device)
 
     def step() -> None:
         loss = method.loss(data)
@@ -166,7 +174,7 @@ def training_step(method, batch: int, device: str = "cpu"):  # type: ignore[no-u
         opt.step()
         method.after_step()
 
-    return step, sum(p.numel() for p in params)
+    return step
 
 
 def measure_method(
@@ -187,11 +195,6 @@ def measure_method(
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
-    def batch_of(b: int) -> dict[str, torch.Tensor]:
-        x = {m: torch.randn(b, *s, device=device) for m, s in DMER_SHAPES.items()}
-        x["target"] = torch.softmax(torch.randn(b, len(EMOTIONS), device=device), -1)
-        return x
-
     out: dict[str, Any] = {
         "method": name,
         "device": device,
@@ -201,7 +204,7 @@ def measure_method(
         "train": {},
     }
     for b in batches:
-        step, _ = training_step(method, b, device)
+        step = training_step(method, b, device)
         model.train()
         for i in range(warmup + steps):
             if i == warmup:
@@ -213,7 +216,7 @@ def measure_method(
         out["train"][str(b)] = {"samples_per_s": b * steps / dt, "step_ms": 1e3 * dt / steps}
     model.eval()
     with torch.no_grad():
-        one = {k: v[:1] for k, v in batch_of(1).items() if k != "target"}
+        one = {k: v[:1] for k, v in dmer_batch(1, device).items() if k != "target"}
         lat = []
         for i in range(50 + 300):
             _sync(device)
@@ -222,7 +225,7 @@ def measure_method(
             _sync(device)
             if i >= 50:
                 lat.append(1e3 * (time.perf_counter() - t0))
-        big = {k: v for k, v in batch_of(1024).items() if k != "target"}
+        big = {k: v for k, v in dmer_batch(1024, device).items() if k != "target"}
         for _ in range(3):
             method.logits(big)
         _sync(device)

@@ -52,10 +52,10 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
     """``x · keep / (1 − p̂)`` while training, keep ~ Bernoulli(1 − p̂) per element, p̂ =
     :func:`quantized_p` (p) (p rounded to 2⁻¹⁶; the scaling uses p̂, so E[output] = x exactly);
     else ``x``."""
-    if not training or p == 0:
+    if not training:
         return x
     p_hat = quantized_p(p)
-    if p_hat == 0.0:  # p < 2⁻¹⁷: nothing would ever be dropped
+    if p_hat == 0.0:  # p = 0, or below 2⁻¹⁷ and rounded to 0: nothing would ever be dropped
         return x
     # one float mask (the bool times a Python scale gives float32 in one pass), so one product
     # with x forward and one backward

@@ -60,7 +60,7 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
     # one float mask (the bool times a Python scale gives float32 in one pass), so one product
     # with x forward and one backward
     mask = torch.mul(keep_mask(x, p), 1.0 / (1.0 - p_hat))
-    return x * (mask if mask.dtype == x.dtype else mask.to(x.dtype))
+    return x * mask.to(x.dtype)  # no copy when the dtypes match
 
 
 class Dropout(nn.Module):

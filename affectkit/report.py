@@ -174,7 +174,9 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: Path) -> Path:
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
+    # no bbox_inches="tight": the constrained layout already fits every label inside the
+    # figure, and "tight" adds a layout pass (about 0.3 s of a 9-method report's 7 s)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     return path
 
 

@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="parallel fold jobs (1 thread each)")
     ap.add_argument("--runs", type=Path, default=Path("runs/evidence"), help="run directories")
     ap.add_argument("--set", dest="extra", action="append", default=[], help="extra override")
+    ap.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="retrain methods whose configuration changed since their stored runs (the other "
+        "methods' folds are reused)",
+    )
     args = ap.parse_args(argv)
     names = args.only.split(",")
     unknown = [n for n in names if n not in EXPERIMENTS]
@@ -148,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         skipped = SKIP.get(name, {})
         cfgs = resolve_configs([m for m in methods if m not in skipped], overrides=overrides)
         t0 = time.perf_counter()
-        results, run_dir = run_bench(cfgs, seeds=seeds, run_dir=args.runs / name, executor=executor)
+        results, run_dir = run_bench(
+            cfgs, seeds=seeds, run_dir=args.runs / name, executor=executor, overwrite=args.overwrite
+        )
         secs = time.perf_counter() - t0
         text = (run_dir / "summary.md").read_text(encoding="utf-8")
         text += report(name, results, args.focus, overrides, secs).replace(WESAD, "WESAD")

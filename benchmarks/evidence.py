@@ -95,6 +95,15 @@ def schedule_line(method: dict[str, Any]) -> str:
     return line
 
 
+def _reuse(results: dict[str, Any]) -> str:
+    """How much of the run was reused: then its seconds are not the cost of the table."""
+    inv = results.get("last_invocation", {})
+    reused = inv.get("reused_folds", 0)
+    if not reused:
+        return ""
+    return f"; {inv.get('computed_folds', 0)} fold(s) computed, {reused} reused from earlier runs"
+
+
 def report(
     name: str, results: dict[str, Any], focus: str, overrides: list[str], secs: float
 ) -> str:
@@ -102,7 +111,7 @@ def report(
     lines = [
         "",
         f"Run by `python benchmarks/evidence.py --only {name}` in {secs:.0f} s "
-        f"(overrides: `{' '.join(overrides) or 'none'}`).",
+        f"(overrides: `{' '.join(overrides) or 'none'}`){_reuse(results)}.",
         "",
     ]
     if focus in methods:

@@ -9,11 +9,8 @@ splits (``benchmarks/inner_validation.py``: test subjects and test windows never
 Run: ``python -m benchmarks.refit_study --method helo --only synthetic,wesad-si,wesad-sd``;
 results go to ``benchmarks/results/refit-<method>.md`` (+ ``.json``).
 
-Outcome (3 December 2026, seeds 0-2): dropping the refit saves helo 30-47% and mpcl 33-43%
-of a fold's CPU, but both then validate worse under WESAD subject-dependent (paired KL helo
-+0.0006 ± 0.0002, mpcl +0.0012 ± 0.0005) and mpcl on synthetic (+0.0004 ± 0.0001). A
-variant worse by more than two paired standard errors on any dataset shape is not adopted,
-so both keep the refit (docs/training.md).
+The outcome for every neural method, and the rule that keeps the refit on for all of them:
+docs/training.md (Refit).
 """
 
 from __future__ import annotations

@@ -316,10 +316,8 @@ class HeLo(TorchMethod):
         # patience 2 would change 4 of 10 there, so 3 stays
         "patience": 3,
         # The refit stays (the loop's default), although it costs helo 30-47% more CPU a
-        # fold: without it, on validation subjects only (benchmarks/results/refit-helo.md),
-        # WESAD subject-dependent KL is worse by 0.00058 ± 0.00021 (paired, 3 seeds) and
-        # the synthetic benchmark's by 0.0003 ± 0.0004. mpcl keeps its refit by the same
-        # rule (refit-mpcl.md); dropping it for the baseline alone would not be a fair race
+        # fold: without it helo validates worse under WESAD subject-dependent, as every
+        # neural method does (benchmarks/results/refit-helo.md; docs/training.md, Refit)
     }
     #: eval-mode forwards (validation, prediction) run this many samples at a time. They are
     #: handed 1024 at once, whose shared-layer intermediates ([2048, 36, 384] floats, 113 MB)
